@@ -1,0 +1,1 @@
+//! loom model checks of shmchan (run with `RUSTFLAGS="--cfg loom"`).

@@ -1,0 +1,2 @@
+//! shmchan
+fn _x() {}
