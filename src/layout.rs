@@ -1,0 +1,179 @@
+//! The shared structures of a ring and their geometry.
+//!
+//! [`Control`] and [`ReceiverEntry`] are `#[repr(C)]` and made only of atomics, so a
+//! normal build overlays them on the mapped segment, and a loom build allocates them on
+//! the heap with loom's atomics. The segment header (magic, fingerprint) is not here: it
+//! is the segment's business (`segment.rs`), and the ring algorithms never read it.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// The control block of a ring: cursors, futex words and the sender claim, each group
+/// on its own cache line so that the producer's hot stores and the receivers' hot
+/// stores never share a line.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Next sequence number the producer will publish (= records published so far).
+    /// Written by the producer on every send; read by receivers only when they join
+    /// or lag.
+    pub head: CachePadded<AtomicU64>,
+    /// Receivers park here when the ring is empty.
+    pub data: CachePadded<FutexPair>,
+    /// A lossless producer parks here when the ring is full.
+    pub space: CachePadded<FutexPair>,
+    /// Rarely written: the sender claim and the join counter.
+    pub membership: CachePadded<Membership>,
+}
+
+/// A futex word and the number of processes sleeping on it (see `wait.rs`).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct FutexPair {
+    /// The futex word, bumped on every wake.
+    pub seq: AtomicU32,
+    /// Number of registered sleepers.
+    pub waiters: AtomicU32,
+}
+
+/// Who is attached: the sender claim and the receivers' join counter.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Membership {
+    /// Owner word of the attached sender (see `process.rs`), 0 when none.
+    pub sender: AtomicU64,
+    /// Incremented each time a sender attaches: lets a receiver tell "no sender yet"
+    /// from "the sender left".
+    pub sender_attaches: AtomicU64,
+    /// Incremented each time a receiver joins: tells a lossless producer that its
+    /// cached minimum cursor may be stale.
+    pub joins: AtomicU64,
+    /// Receivers evicted because their process died.
+    pub evictions: AtomicU64,
+}
+
+/// One entry of the receiver table, on its own cache line(s).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct ReceiverEntry {
+    /// Owner word of the receiver holding this entry, 0 when free.
+    pub owner: AtomicU64,
+    /// Next sequence number this receiver will read: everything below has been read.
+    pub cursor: AtomicU64,
+    /// Records this receiver skipped because it lagged (Overwrite mode).
+    pub lagged: AtomicU64,
+}
+
+/// The geometry of the slot array, computed from the record type and the capacity,
+/// never read back from shared memory.
+///
+/// Slot `i` occupies words `[i * stride_words, (i + 1) * stride_words)` of the slot
+/// array: word 0 is the sequence stamp, the record starts at word `data_word` (so that
+/// it is aligned for `T`) and takes `data_words` words (its size rounded up to 8 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of slots, a power of two.
+    pub capacity: u64,
+    /// Words from one slot's stamp to the next one's.
+    pub stride_words: usize,
+    /// Offset of the record within a slot, in words.
+    pub data_word: usize,
+    /// Words the record occupies.
+    pub data_words: usize,
+    /// Size of the record in bytes.
+    pub record_size: usize,
+}
+
+impl Geometry {
+    /// Largest alignment a record type may have.
+    pub const MAX_ALIGN: usize = 4096;
+
+    /// The geometry for `capacity` records of `size` bytes aligned to `align`.
+    /// `None` if the capacity is not a power of two (or < 2), the alignment is not a
+    /// power of two or exceeds [`Self::MAX_ALIGN`], or the slot array would not fit in
+    /// the address space.
+    pub fn new(capacity: u64, size: usize, align: usize) -> Option<Geometry> {
+        if capacity < 2 || !capacity.is_power_of_two() {
+            return None;
+        }
+        if !align.is_power_of_two() || align > Self::MAX_ALIGN {
+            return None;
+        }
+        let align_words = align.max(8) / 8;
+        let data_word = align_words.max(1);
+        let data_words = size.div_ceil(8).max(1);
+        let stride_words = (data_word + data_words).next_multiple_of(align_words);
+        usize::try_from(capacity)
+            .ok()?
+            .checked_mul(stride_words)?
+            .checked_mul(8)?;
+        Some(Geometry {
+            capacity,
+            stride_words,
+            data_word,
+            data_words,
+            record_size: size,
+        })
+    }
+
+    /// Total words of the slot array.
+    pub fn slot_words(&self) -> usize {
+        self.capacity as usize * self.stride_words
+    }
+
+    /// Index of the stamp word of the slot that holds `seq`. Always in bounds: the
+    /// sequence number is masked with `capacity - 1`.
+    #[inline]
+    pub fn stamp_index(&self, seq: u64) -> usize {
+        ((seq & (self.capacity - 1)) as usize) * self.stride_words
+    }
+
+    /// Range of the record words of the slot that holds `seq`.
+    #[inline]
+    pub fn data_range(&self, seq: u64) -> core::ops::Range<usize> {
+        let start = self.stamp_index(seq) + self.data_word;
+        start..start + self.data_words
+    }
+}
+
+/// Stamp of a slot whose record `seq` is published.
+#[inline]
+pub const fn stamp_done(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(2)
+}
+
+/// Stamp of a slot whose record `seq` is being written.
+#[inline]
+pub const fn stamp_busy(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_aligns_records() {
+        let g = Geometry::new(8, 64, 8).expect("valid");
+        assert_eq!((g.data_word, g.data_words, g.stride_words), (1, 8, 9));
+        let g = Geometry::new(8, 12, 4).expect("valid");
+        assert_eq!((g.data_word, g.data_words, g.stride_words), (1, 2, 3));
+        let g = Geometry::new(4, 64, 64).expect("valid");
+        assert_eq!((g.data_word, g.data_words, g.stride_words), (8, 8, 16));
+        assert_eq!(g.data_range(5), 24..32);
+        assert!(Geometry::new(3, 8, 8).is_none());
+        assert!(Geometry::new(1, 8, 8).is_none());
+        assert!(Geometry::new(8, 8, 3).is_none());
+        assert!(Geometry::new(1 << 62, 4096, 8).is_none());
+    }
+
+    #[test]
+    fn stamps_order_busy_before_done() {
+        for seq in [0u64, 1, 77] {
+            assert!(stamp_busy(seq) < stamp_done(seq));
+            assert!(stamp_done(seq) < stamp_busy(seq + 1));
+        }
+        assert_ne!(stamp_done(0), 0, "a zeroed slot is not record 0");
+    }
+}

@@ -1,0 +1,87 @@
+//! The ring algorithms, on memory they are handed: a [`RingView`] of a control block, a
+//! receiver table and a slot array. In production these live in a mapped segment; under
+//! loom they are heap allocations of loom atomics. Nothing here maps, opens or sleeps:
+//! waiting is `wait.rs`, and the segment is `segment.rs`.
+
+pub mod broadcast;
+
+use crate::layout::{Control, Geometry, ReceiverEntry};
+use crate::sync::AtomicU64;
+use crate::wait::Parker;
+
+/// Borrowed views of the shared structures of one ring.
+#[derive(Debug, Clone, Copy)]
+pub struct RingView<'a> {
+    /// Cursors, futex words, the sender claim.
+    pub ctl: &'a Control,
+    /// The receiver table.
+    pub receivers: &'a [ReceiverEntry],
+    /// The slot array, `geom.slot_words()` words.
+    pub slots: &'a [AtomicU64],
+    /// The slot geometry (computed locally, never read from shared memory).
+    pub geom: Geometry,
+    /// `true` for `Overflow::Block`: the producer never overwrites a record a live
+    /// receiver has not read.
+    pub lossless: bool,
+}
+
+impl<'a> RingView<'a> {
+    /// Where receivers sleep while the ring is empty.
+    pub(crate) fn data_parker(&self) -> Parker<'a> {
+        Parker {
+            seq: &self.ctl.data.seq,
+            waiters: &self.ctl.data.waiters,
+        }
+    }
+
+    /// Where a lossless producer sleeps while the ring is full.
+    pub(crate) fn space_parker(&self) -> Parker<'a> {
+        Parker {
+            seq: &self.ctl.space.seq,
+            waiters: &self.ctl.space.waiters,
+        }
+    }
+}
+
+/// Heap-allocated ring memory, for tests and loom models.
+#[cfg(any(test, loom))]
+#[derive(Debug)]
+pub struct HeapRing {
+    ctl: Control,
+    receivers: Vec<ReceiverEntry>,
+    slots: Vec<AtomicU64>,
+    geom: Geometry,
+    lossless: bool,
+}
+
+#[cfg(any(test, loom))]
+impl HeapRing {
+    /// A zeroed ring of `capacity` records of type `T` with `max_receivers` entries.
+    ///
+    /// # Panics
+    /// If the capacity is not a power of two >= 2 (a test-only constructor).
+    pub fn new<T: bytemuck::Pod>(capacity: u64, max_receivers: usize, lossless: bool) -> Self {
+        let geom = Geometry::new(capacity, size_of::<T>(), align_of::<T>().min(8))
+            .expect("HeapRing: capacity must be a power of two >= 2");
+        HeapRing {
+            ctl: Control::default(),
+            receivers: (0..max_receivers)
+                .map(|_| ReceiverEntry::default())
+                .collect(),
+            slots: (0..geom.slot_words()).map(|_| AtomicU64::new(0)).collect(),
+            geom,
+            lossless,
+        }
+    }
+
+    /// The view the algorithms work on.
+    pub fn view(&self) -> RingView<'_> {
+        RingView {
+            ctl: &self.ctl,
+            receivers: &self.receivers,
+            slots: &self.slots,
+            geom: self.geom,
+            lossless: self.lossless,
+        }
+    }
+}
