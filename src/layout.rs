@@ -53,8 +53,10 @@ pub struct Membership {
     pub evictions: AtomicU64,
 }
 
-/// One entry of the receiver table, on its own cache line(s).
-#[repr(C)]
+/// One entry of the receiver table, on its own 128 bytes (two cache lines, like
+/// `CachePadded` on x86-64, because of the adjacent-line prefetcher), so receivers'
+/// cursor stores never share a line.
+#[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct ReceiverEntry {
     /// Owner word of the receiver holding this entry, 0 when free.
@@ -148,6 +150,9 @@ pub const fn stamp_done(seq: u64) -> u64 {
 pub const fn stamp_busy(seq: u64) -> u64 {
     seq.wrapping_mul(2).wrapping_add(1)
 }
+
+#[cfg(not(loom))]
+const _: () = assert!(size_of::<ReceiverEntry>() == 128);
 
 #[cfg(test)]
 mod tests {

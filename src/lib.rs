@@ -50,6 +50,12 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// The README's usage snippet, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(not(loom))]
 mod builder;
 mod error;
 #[cfg(loom)]

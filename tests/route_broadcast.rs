@@ -17,8 +17,14 @@ const SHORT: Duration = Duration::from_secs(20);
 
 /// The lossless segment the children share; `CAPACITY` (default 4096) sizes it.
 fn lossless(name: &str) -> shmchan::Builder<Rec> {
-    let capacity = std::env::var("CAPACITY").ok().and_then(|c| c.parse().ok()).unwrap_or(4096);
-    Route::<Rec>::builder(name).capacity(capacity).overflow(Overflow::Block).wait(Wait::Block)
+    let capacity = std::env::var("CAPACITY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(4096);
+    Route::<Rec>::builder(name)
+        .capacity(capacity)
+        .overflow(Overflow::Block)
+        .wait(Wait::Block)
 }
 
 #[test]
@@ -55,7 +61,8 @@ fn child() {
             let count: u64 = var("COUNT").parse().expect("COUNT");
             let receivers: usize = var("RECEIVERS").parse().expect("RECEIVERS");
             let mut tx = lossless(&name).sender().expect("open sender");
-            tx.wait_for_receivers(receivers, SHORT).expect("receivers attach");
+            tx.wait_for_receivers(receivers, SHORT)
+                .expect("receivers attach");
             for seq in 0..count {
                 tx.send_timeout(Rec::new(seq), LONG).expect("send");
             }
@@ -76,7 +83,10 @@ fn child() {
         }
         "overwrite-sender" => {
             let count: u64 = var("COUNT").parse().expect("COUNT");
-            let mut tx = Route::<Rec>::builder(&name).capacity(64).sender().expect("open sender");
+            let mut tx = Route::<Rec>::builder(&name)
+                .capacity(64)
+                .sender()
+                .expect("open sender");
             tx.wait_for_receivers(1, SHORT).expect("receiver attaches");
             for seq in 0..count {
                 tx.send(Rec::new(seq)).expect("send");
@@ -97,7 +107,10 @@ fn child() {
                 "block" => Wait::Block,
                 _ => Wait::Adaptive,
             };
-            let mut rx = Route::<Rec>::builder(&name).wait(wait).receiver().expect("open receiver");
+            let mut rx = Route::<Rec>::builder(&name)
+                .wait(wait)
+                .receiver()
+                .expect("open receiver");
             println!("READY");
             match rx.recv_timeout(LONG) {
                 Err(RecvError::Disconnected) => println!("DONE"),
@@ -113,9 +126,14 @@ fn lossless_one_sender_three_receivers_a_million_records() {
     let name = unique_name("lossless3");
     let _cleanup = Cleanup(name.clone());
     let count = 1_000_000u64;
-    let vars = [("NAME", name.clone()), ("COUNT", count.to_string()), ("RECEIVERS", "3".into())];
-    let mut receivers: Vec<_> =
-        (0..3).map(|_| spawn(ENTRY, "lossless-receiver", &vars)).collect();
+    let vars = [
+        ("NAME", name.clone()),
+        ("COUNT", count.to_string()),
+        ("RECEIVERS", "3".into()),
+    ];
+    let mut receivers: Vec<_> = (0..3)
+        .map(|_| spawn(ENTRY, "lossless-receiver", &vars))
+        .collect();
     for rx in &mut receivers {
         rx.expect_line("READY", SHORT);
     }
@@ -133,8 +151,14 @@ fn lossless_one_sender_three_receivers_a_million_records() {
 fn lapped_receiver_gets_the_exact_lag_then_valid_records() {
     let name = unique_name("lag");
     let _cleanup = Cleanup(name.clone());
-    let mut tx = Route::<Rec>::builder(&name).capacity(8).sender().expect("sender");
-    let mut rx = Route::<Rec>::builder(&name).capacity(8).receiver().expect("receiver");
+    let mut tx = Route::<Rec>::builder(&name)
+        .capacity(8)
+        .sender()
+        .expect("sender");
+    let mut rx = Route::<Rec>::builder(&name)
+        .capacity(8)
+        .receiver()
+        .expect("receiver");
     for seq in 0..20 {
         tx.send(Rec::new(seq)).expect("send");
     }
@@ -144,7 +168,10 @@ fn lapped_receiver_gets_the_exact_lag_then_valid_records() {
         assert_eq!(rx.recv().expect("record").seq, seq);
     }
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-    assert_eq!(rx.recv_timeout(Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
     assert_eq!(rx.lagged_total(), 12);
     // Blocking receive reports lag the same way.
     for seq in 20..40 {
@@ -159,9 +186,16 @@ fn overwrite_across_processes_never_returns_a_torn_record() {
     let name = unique_name("torn");
     let _cleanup = Cleanup(name.clone());
     let count = 2_000_000u64;
-    let mut rx =
-        Route::<Rec>::builder(&name).capacity(64).wait(Wait::Block).receiver().expect("receiver");
-    let mut sender = spawn(ENTRY, "overwrite-sender", &[("NAME", name.clone()), ("COUNT", count.to_string())]);
+    let mut rx = Route::<Rec>::builder(&name)
+        .capacity(64)
+        .wait(Wait::Block)
+        .receiver()
+        .expect("receiver");
+    let mut sender = spawn(
+        ENTRY,
+        "overwrite-sender",
+        &[("NAME", name.clone()), ("COUNT", count.to_string())],
+    );
     let (mut received, mut lagged, mut last) = (0u64, 0u64, None::<u64>);
     let deadline = Instant::now() + LONG;
     loop {
@@ -186,7 +220,11 @@ fn overwrite_across_processes_never_returns_a_torn_record() {
     }
     sender.expect_success(SHORT);
     assert!(lagged > 0, "the producer never lapped the receiver");
-    assert_eq!(received + lagged, count, "every record is either received or reported lagged");
+    assert_eq!(
+        received + lagged,
+        count,
+        "every record is either received or reported lagged"
+    );
     assert_eq!(last, Some(count - 1));
 }
 
@@ -231,15 +269,23 @@ fn receiver_count_late_join_leave_and_sigkill() {
     stuck.expect_line("READY", SHORT);
     assert_eq!(tx.receiver_count(), 2);
     for seq in 10..26 {
-        tx.send_timeout(Rec::new(seq), SHORT).expect("ring has room for 16");
+        tx.send_timeout(Rec::new(seq), SHORT)
+            .expect("ring has room for 16");
     }
-    assert!(matches!(tx.try_send(Rec::new(26)), Err(shmchan::TrySendError::Full(_))));
+    assert!(matches!(
+        tx.try_send(Rec::new(26)),
+        Err(shmchan::TrySendError::Full(_))
+    ));
     stuck.kill9();
     let started = Instant::now();
     for seq in 26..100 {
-        tx.send_timeout(Rec::new(seq), SHORT).expect("dead receiver is evicted");
+        tx.send_timeout(Rec::new(seq), SHORT)
+            .expect("dead receiver is evicted");
     }
-    eprintln!("producer resumed {:?} after the stuck receiver was killed", started.elapsed());
+    eprintln!(
+        "producer resumed {:?} after the stuck receiver was killed",
+        started.elapsed()
+    );
     assert_eq!(tx.receiver_count(), 1);
     drop(tx);
     assert_eq!(a.expect_line("DONE", SHORT), "DONE 100");
@@ -274,9 +320,16 @@ fn opening_with_different_options_or_type_fails_naming_the_field() {
         mismatch_field(Route::<[u32; 16]>::builder(&name).schema("Rec").receiver()),
         "record alignment"
     );
-    assert_eq!(mismatch_field(Route::<Rec>::builder(&name).capacity(8).receiver()), "capacity");
     assert_eq!(
-        mismatch_field(Route::<Rec>::builder(&name).overflow(Overflow::Block).receiver()),
+        mismatch_field(Route::<Rec>::builder(&name).capacity(8).receiver()),
+        "capacity"
+    );
+    assert_eq!(
+        mismatch_field(
+            Route::<Rec>::builder(&name)
+                .overflow(Overflow::Block)
+                .receiver()
+        ),
         "overflow"
     );
     assert_eq!(
@@ -285,12 +338,18 @@ fn opening_with_different_options_or_type_fails_naming_the_field() {
     );
     // The schema id stands in for the type name: another type of the same layout
     // talks to the segment when it claims the same schema.
-    let mut rx = Route::<Other>::builder(&name).schema("Rec").receiver().expect("same schema");
+    let mut rx = Route::<Other>::builder(&name)
+        .schema("Rec")
+        .receiver()
+        .expect("same schema");
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
     let e = Route::<Rec>::receiver(&name).err();
     assert!(e.is_none(), "the same options open fine: {e:?}");
     let text = mismatch_field_text(Route::<Rec>::builder(&name).capacity(8).receiver());
-    assert!(text.contains("capacity is 4096 there, this side expects 8"), "{text}");
+    assert!(
+        text.contains("capacity is 4096 there, this side expects 8"),
+        "{text}"
+    );
 }
 
 fn mismatch_field_text<T>(result: Result<T, OpenError>) -> String {
@@ -301,7 +360,10 @@ fn mismatch_field_text<T>(result: Result<T, OpenError>) -> String {
 fn bad_names_and_options_are_refused() {
     for bad in ["", "a/b", "a\0b", ".x", &"n".repeat(300)] {
         assert!(
-            matches!(Route::<Rec>::receiver(bad), Err(OpenError::InvalidName { .. })),
+            matches!(
+                Route::<Rec>::receiver(bad),
+                Err(OpenError::InvalidName { .. })
+            ),
             "{bad:?} accepted"
         );
     }
@@ -309,16 +371,39 @@ fn bad_names_and_options_are_refused() {
     let _cleanup = Cleanup(name.clone());
     for cap in [0, 1, 3, 1000] {
         let r = Route::<Rec>::builder(&name).capacity(cap).receiver();
-        assert!(matches!(r, Err(OpenError::InvalidOption { option: "capacity", .. })), "{cap}");
+        assert!(
+            matches!(
+                r,
+                Err(OpenError::InvalidOption {
+                    option: "capacity",
+                    ..
+                })
+            ),
+            "{cap}"
+        );
     }
     let r = Route::<Rec>::builder(&name).max_receivers(0).receiver();
-    assert!(matches!(r, Err(OpenError::InvalidOption { option: "max_receivers", .. })));
+    assert!(matches!(
+        r,
+        Err(OpenError::InvalidOption {
+            option: "max_receivers",
+            ..
+        })
+    ));
     let r = Route::<Rec>::builder(&name).permissions(0o1777).receiver();
-    assert!(matches!(r, Err(OpenError::InvalidOption { option: "permissions", .. })));
-    let r = Route::<Rec>::builder(&name).mode(shmchan::Mode::Unicast).receiver();
+    assert!(matches!(
+        r,
+        Err(OpenError::InvalidOption {
+            option: "permissions",
+            ..
+        })
+    ));
+    let r = Route::<Rec>::builder(&name)
+        .mode(shmchan::Mode::Unicast)
+        .receiver();
     assert!(matches!(r, Err(OpenError::Unsupported(_))));
     // Nothing was created by the refused opens.
-    assert_eq!(Route::<Rec>::remove(&name).expect("remove"), false);
+    assert!(!Route::<Rec>::remove(&name).expect("remove"));
 }
 
 #[test]
@@ -340,10 +425,16 @@ fn receivers_drain_then_see_disconnected() {
     let _cleanup = Cleanup(name.clone());
     // A receiver that starts before any sender waits rather than reporting a disconnect.
     let mut early = Route::<Rec>::receiver(&name).expect("receiver");
-    assert_eq!(early.recv_timeout(Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(
+        early.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
     let mut tx = Route::<Rec>::sender(&name).expect("sender");
     let mut rx = Route::<Rec>::receiver(&name).expect("receiver");
-    assert_eq!(rx.recv_timeout(Duration::from_millis(20)), Err(RecvError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    );
     for seq in 0..3 {
         tx.send(Rec::new(seq)).expect("send");
     }
@@ -376,7 +467,9 @@ fn a_killed_sender_shows_as_disconnected_after_the_drain() {
     assert_eq!(rx.recv_timeout(SHORT), Err(RecvError::Disconnected));
     eprintln!("disconnect seen {:?} after SIGKILL", started.elapsed());
     // Its claim is reclaimed: a new sender may attach.
-    let _tx = lossless(&name).sender().expect("new sender after the dead one");
+    let _tx = lossless(&name)
+        .sender()
+        .expect("new sender after the dead one");
 }
 
 #[test]
@@ -386,7 +479,13 @@ fn idle_receivers_use_no_cpu() {
     let tx = Route::<Rec>::sender(&name).expect("sender");
     let mut peers: Vec<_> = ["block", "adaptive"]
         .iter()
-        .map(|w| spawn(ENTRY, "idle-receiver", &[("NAME", name.clone()), ("WAIT", (*w).into())]))
+        .map(|w| {
+            spawn(
+                ENTRY,
+                "idle-receiver",
+                &[("NAME", name.clone()), ("WAIT", (*w).into())],
+            )
+        })
         .collect();
     for p in &mut peers {
         p.expect_line("READY", SHORT);
@@ -397,7 +496,10 @@ fn idle_receivers_use_no_cpu() {
     for (p, b) in peers.iter().zip(before) {
         let used = cpu_time(p.pid()) - b;
         eprintln!("{} receiver used {used:?} of CPU in 1 s idle", p.role);
-        assert!(used < Duration::from_millis(100), "idle receiver burned {used:?} in 1 s");
+        assert!(
+            used < Duration::from_millis(100),
+            "idle receiver burned {used:?} in 1 s"
+        );
     }
     drop(tx);
     for p in &mut peers {
@@ -413,13 +515,22 @@ fn segments_are_private_by_default_and_the_mode_is_an_option() {
     let _cleanup = Cleanup(name.clone());
     let _rx = Route::<Rec>::receiver(&name).expect("receiver");
     let path = format!("/dev/shm/shmchan.{name}");
-    let mode = std::fs::metadata(&path).expect("segment file").permissions().mode();
+    let mode = std::fs::metadata(&path)
+        .expect("segment file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let shared = unique_name("perm");
     let _cleanup2 = Cleanup(shared.clone());
-    let _rx2 = Route::<Rec>::builder(&shared).permissions(0o660).receiver().expect("receiver");
+    let _rx2 = Route::<Rec>::builder(&shared)
+        .permissions(0o660)
+        .receiver()
+        .expect("receiver");
     let path = format!("/dev/shm/shmchan.{shared}");
-    let mode = std::fs::metadata(&path).expect("segment file").permissions().mode();
+    let mode = std::fs::metadata(&path)
+        .expect("segment file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o660);
 }
 
@@ -428,15 +539,23 @@ fn loaned_slots_are_published_in_both_policies() {
     for overflow in [Overflow::Overwrite, Overflow::Block] {
         let name = unique_name("loan");
         let _cleanup = Cleanup(name.clone());
-        let mut tx = Route::<Rec>::builder(&name).overflow(overflow).sender().expect("sender");
-        let mut rx = Route::<Rec>::builder(&name).overflow(overflow).receiver().expect("receiver");
+        let mut tx = Route::<Rec>::builder(&name)
+            .overflow(overflow)
+            .sender()
+            .expect("sender");
+        let mut rx = Route::<Rec>::builder(&name)
+            .overflow(overflow)
+            .receiver()
+            .expect("receiver");
         for seq in 0..10 {
             let mut slot = tx.loan().expect("loan");
             *slot = Rec::new(seq);
             slot.publish();
         }
         // An abandoned loan publishes nothing; the next send reuses its slot.
-        drop(tx.loan().expect("loan"));
+        {
+            let _abandoned = tx.loan().expect("loan");
+        }
         tx.send(Rec::new(10)).expect("send");
         let got: Vec<Rec> = rx.try_iter().collect();
         assert_eq!(got.len(), 11, "{overflow:?}");
@@ -451,8 +570,14 @@ fn a_custom_path_holds_the_segment() {
     let dir = std::env::temp_dir().join(unique_name("dir"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("seg");
-    let mut tx = Route::<u64>::builder("custom").path(&file).sender().expect("sender");
-    let mut rx = Route::<u64>::builder("custom").path(&file).receiver().expect("receiver");
+    let mut tx = Route::<u64>::builder("custom")
+        .path(&file)
+        .sender()
+        .expect("sender");
+    let mut rx = Route::<u64>::builder("custom")
+        .path(&file)
+        .receiver()
+        .expect("receiver");
     tx.send(7).expect("send");
     assert_eq!(rx.recv(), Ok(7));
     assert!(file.exists());

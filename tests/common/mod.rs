@@ -13,7 +13,11 @@ pub const ROLE_VAR: &str = "SHMCHAN_TEST_ROLE";
 /// A segment name unique to this process and call.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A 64-byte record whose bytes are all derived from its sequence number, so a torn or
@@ -29,7 +33,10 @@ impl Rec {
     pub fn new(seq: u64) -> Rec {
         let mut pattern = [0u64; 7];
         for (i, w) in pattern.iter_mut().enumerate() {
-            *w = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(i as u32 * 9) ^ i as u64;
+            *w = seq
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(i as u32 * 9)
+                ^ i as u64;
         }
         Rec { seq, pattern }
     }
@@ -60,10 +67,17 @@ impl Drop for Peer {
 pub fn spawn(entry: &str, role: &str, vars: &[(&str, String)]) -> Peer {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.args(["--ignored", "--exact", entry, "--nocapture", "--test-threads", "1"])
-        .env(ROLE_VAR, role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        entry,
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(ROLE_VAR, role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -77,7 +91,11 @@ pub fn spawn(entry: &str, role: &str, vars: &[(&str, String)]) -> Peer {
             }
         }
     });
-    Peer { child, lines: rx, role: role.to_owned() }
+    Peer {
+        child,
+        lines: rx,
+        role: role.to_owned(),
+    }
 }
 
 impl Peer {
@@ -93,7 +111,10 @@ impl Peer {
                     return line[line.find(prefix).unwrap_or(0)..].to_owned()
                 }
                 Ok(_) => {}
-                Err(_) => panic!("{}: no line starting with {prefix:?} within {timeout:?}", self.role),
+                Err(_) => panic!(
+                    "{}: no line starting with {prefix:?} within {timeout:?}",
+                    self.role
+                ),
             }
         }
     }
@@ -106,7 +127,11 @@ impl Peer {
                 assert!(status.success(), "{} exited with {status}", self.role);
                 return;
             }
-            assert!(Instant::now() < deadline, "{} did not finish within {timeout:?}", self.role);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not finish within {timeout:?}",
+                self.role
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -138,7 +163,8 @@ pub fn cpu_time(pid: u32) -> Duration {
     let rest = &text[text.rfind(')').expect("comm") + 1..];
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / hz)
