@@ -65,6 +65,15 @@ pub enum OpenError {
         /// The table size.
         max: usize,
     },
+    /// The file system (the `/dev/shm` tmpfs, or the one `Builder::path` points at) has
+    /// no room for a segment this large.
+    #[error("segment {} needs {bytes} bytes, more than its file system can hold", path.display())]
+    NoSpace {
+        /// The segment file.
+        path: PathBuf,
+        /// Size of the segment.
+        bytes: u64,
+    },
     /// Another process kept the segment locked for initialisation past the timeout.
     #[error("segment {} is still being initialised by another process after {waited:?}", path.display())]
     Timeout {

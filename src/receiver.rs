@@ -130,7 +130,7 @@ impl<T: Pod> Receiver<T> {
         );
         let result = outcome.unwrap_or(Err(RecvError::Timeout));
         if let Err(RecvError::Lagged(n)) = result {
-            self.lagged_total += n;
+            self.lagged_total = self.lagged_total.saturating_add(n);
         }
         result
     }
@@ -151,7 +151,7 @@ impl<T: Pod> Receiver<T> {
             .expect("consumer is present until drop");
         let result = poll_view::<T>(&view, consumer, check_liveness, rule);
         if let Err(TryRecvError::Lagged(n)) = result {
-            self.lagged_total += n;
+            self.lagged_total = self.lagged_total.saturating_add(n);
         }
         result
     }

@@ -355,15 +355,32 @@ fn initialise(
     // Truncating to 0 first zeroes every byte of a reclaimed segment.
     file.set_len(0).map_err(|e| io_err(path, "ftruncate", e))?;
     let len = layout.total_len as u64;
-    file.set_len(len)
-        .map_err(|e| io_err(path, "ftruncate", e))?;
-    // Reserve the memory now: on tmpfs a full /dev/shm is then ENOSPC here instead of
-    // SIGBUS on first touch.
-    // SAFETY: plain syscall on a file descriptor we own.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, layout.total_len as libc::off_t) };
-    if rc != 0 && rc != libc::EOPNOTSUPP && rc != libc::EINVAL {
+    let no_space = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG));
+    let sized = file.set_len(len).and_then(|()| {
+        // Reserve the memory now: on tmpfs a full /dev/shm is then ENOSPC here instead
+        // of SIGBUS on first touch.
+        // SAFETY: plain syscall on a file descriptor we own.
+        let rc =
+            unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, layout.total_len as libc::off_t) };
+        match rc {
+            0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+            rc => Err(io::Error::from_raw_os_error(rc)),
+        }
+    });
+    if let Err(e) = sized {
+        // Leave no half-made segment behind: it would only confuse the next opener.
         let _ = file.set_len(0);
-        return Err(io_err(path, "fallocate", io::Error::from_raw_os_error(rc)));
+        if same_file(file, path) {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(if no_space(&e) {
+            OpenError::NoSpace {
+                path: path.to_owned(),
+                bytes: len,
+            }
+        } else {
+            io_err(path, "fallocate", e)
+        });
     }
     let map = MmapOptions::new()
         .len(Header::SIZE)
@@ -413,6 +430,7 @@ impl Header {
         self.control_offset.store(CONTROL_OFFSET as u64, r);
         self.receivers_offset.store(RECEIVERS_OFFSET as u64, r);
         self.slots_offset.store(layout.slots_offset as u64, r);
+        pause_for_tests();
         self.state.store(STATE_READY, Ordering::Release);
     }
 
@@ -539,6 +557,20 @@ impl Header {
             return Err(corrupt("offsets do not match the fingerprint".into()));
         }
         Ok(())
+    }
+}
+
+/// Environment variable that makes an initialiser pause (milliseconds) after writing
+/// the header and before marking it ready. For crash tests only: it lets a test kill a
+/// creator in the middle of initialisation. Read only while initialising a segment.
+pub(crate) const TEST_INIT_PAUSE_VAR: &str = "SHMCHAN_TEST_INIT_PAUSE_MS";
+
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var(TEST_INIT_PAUSE_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
     }
 }
 

@@ -1,0 +1,561 @@
+//! Crash safety: SIGKILL of any participant at random moments, a creator killed during
+//! initialisation, stale segments, reused pids, and a peer that scribbles over a live
+//! segment. Every wait has a timeout, so a hang fails the test instead of CI.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{role, spawn, unique_name, var, Cleanup, Rec};
+use memmap2::MmapMut;
+use shmchan::{OpenError, Overflow, RecvError, Route, SendTimeoutError, Wait};
+
+const ENTRY: &str = "child";
+const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_secs(20);
+
+/// Offsets in the segment file (docs/design.md, "Memory layout").
+const CONTROL: usize = 512;
+const SENDER_CLAIM: usize = CONTROL + 3 * 128;
+const RECEIVERS: usize = 1024;
+const ENTRY_SIZE: usize = 128;
+
+fn lossless(name: &str) -> shmchan::Builder<Rec> {
+    Route::<Rec>::builder(name)
+        .capacity(64)
+        .max_receivers(2)
+        .overflow(Overflow::Block)
+        .wait(Wait::Block)
+}
+
+fn path_of(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/shmchan.{name}"))
+}
+
+/// A small deterministic generator; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn from_time() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        eprintln!("random seed {seed}");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seq_of(generation: u64, i: u64) -> u64 {
+    generation << 32 | i
+}
+
+#[test]
+#[ignore = "entry point of the child processes the other tests start"]
+fn child() {
+    let Some(role) = role() else { return };
+    let name = var("NAME");
+    match role.as_str() {
+        // Streams consecutive records until the STOP file appears.
+        "stream-sender" => {
+            let stop = PathBuf::from(var("STOP"));
+            let mut tx = lossless(&name).sender().expect("open sender");
+            tx.wait_for_receivers(1, SHORT).expect("survivor attaches");
+            let mut seq = 0u64;
+            while !(seq % 1024 == 0 && stop.exists()) {
+                tx.send_timeout(Rec::new(seq), LONG).expect("send");
+                seq += 1;
+            }
+            println!("SENT {seq}");
+        }
+        // Receives until disconnected; every record must be the next one.
+        "survivor" => {
+            let mut rx = lossless(&name).receiver().expect("open receiver");
+            println!("READY");
+            let mut next = 0u64;
+            loop {
+                match rx.recv_timeout(LONG) {
+                    Ok(rec) => {
+                        assert!(rec.is_intact(), "corrupt record");
+                        assert_eq!(rec.seq, next, "lost, duplicated or reordered");
+                        next += 1;
+                    }
+                    Err(RecvError::Disconnected) => break,
+                    Err(e) => panic!("survivor: {e}"),
+                }
+            }
+            println!("DONE {next}");
+        }
+        // Reads (slowly now and then) until killed.
+        "victim" => {
+            let mut rx = lossless(&name).receiver().expect("open receiver");
+            println!("READY");
+            let mut n = 0u64;
+            while rx.recv_timeout(LONG).is_ok() {
+                n += 1;
+                if n % 256 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+        // Sends generation GEN's records until killed.
+        "generation-sender" => {
+            let generation: u64 = var("GEN").parse().expect("GEN");
+            let mut tx = lossless(&name).sender().expect("open sender");
+            println!("SENDING");
+            for i in 0.. {
+                tx.send_timeout(Rec::new(seq_of(generation, i)), LONG)
+                    .expect("send");
+                if i % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+        // Opens a receiver; with the init pause set, hangs in initialisation.
+        "creator" => {
+            let _rx = lossless(&name).receiver().expect("open receiver");
+            println!("READY");
+            std::thread::sleep(LONG);
+        }
+        "idle-sender" => {
+            let _tx = lossless(&name).sender().expect("open sender");
+            println!("READY");
+            std::thread::sleep(LONG);
+        }
+        // Tries to open a segment it may not access.
+        "unprivileged" => {
+            // SAFETY: plain syscalls; this process is single-threaded at this point of
+            // the test harness child (one test, --test-threads 1).
+            unsafe {
+                if libc::geteuid() == 0 {
+                    assert_eq!(libc::setgid(65534), 0, "setgid");
+                    assert_eq!(libc::setuid(65534), 0, "setuid");
+                }
+            }
+            match lossless(&name).receiver() {
+                Err(OpenError::PermissionDenied { .. }) => println!("DENIED"),
+                other => panic!("expected PermissionDenied, got {:?}", other.err()),
+            }
+        }
+        // Sends for DURATION_MS while a hostile peer scribbles on the segment; any
+        // error is acceptable, a panic or a hang is not.
+        "hostile-sender" => {
+            let overflow = if var("OVERFLOW") == "block" {
+                Overflow::Block
+            } else {
+                Overflow::Overwrite
+            };
+            let duration = Duration::from_millis(var("DURATION_MS").parse().expect("DURATION_MS"));
+            let builder = || {
+                Route::<Rec>::builder(&name)
+                    .capacity(64)
+                    .overflow(overflow)
+                    .wait(Wait::Block)
+            };
+            let mut tx = builder().sender().expect("open sender");
+            println!("READY");
+            let end = Instant::now() + duration;
+            let (mut sent, mut errors) = (0u64, 0u64);
+            while Instant::now() < end {
+                match tx.send_timeout(Rec::new(sent), Duration::from_millis(20)) {
+                    Ok(()) => sent += 1,
+                    Err(SendTimeoutError::Timeout(_)) => errors += 1,
+                    Err(SendTimeoutError::Disconnected(_)) => {
+                        errors += 1;
+                        // Our claim was overwritten: try to take the role back.
+                        if let Ok(again) = builder().sender() {
+                            tx = again;
+                        }
+                    }
+                }
+            }
+            println!("SENDER sent={sent} errors={errors}");
+        }
+        "hostile-receiver" => {
+            let overflow = if var("OVERFLOW") == "block" {
+                Overflow::Block
+            } else {
+                Overflow::Overwrite
+            };
+            let duration = Duration::from_millis(var("DURATION_MS").parse().expect("DURATION_MS"));
+            let builder = || {
+                Route::<Rec>::builder(&name)
+                    .capacity(64)
+                    .overflow(overflow)
+                    .wait(Wait::Block)
+            };
+            let mut rx = builder().receiver().expect("open receiver");
+            println!("READY");
+            let end = Instant::now() + duration;
+            let (mut received, mut garbage, mut errors) = (0u64, 0u64, 0u64);
+            while Instant::now() < end {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(rec) => {
+                        received += 1;
+                        garbage += u64::from(!rec.is_intact());
+                    }
+                    Err(RecvError::Evicted) => {
+                        errors += 1;
+                        if let Ok(again) = builder().receiver() {
+                            rx = again;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            println!("RECEIVER received={received} garbage={garbage} errors={errors}");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn receivers_killed_at_random_moments_never_stop_a_lossless_stream() {
+    let name = unique_name("killrx");
+    let _cleanup = Cleanup(name.clone());
+    let stop = std::env::temp_dir().join(format!("{name}.stop"));
+    let vars = [("NAME", name.clone()), ("STOP", stop.display().to_string())];
+    let mut survivor = spawn(ENTRY, "survivor", &vars);
+    survivor.expect_line("READY", SHORT);
+    let mut sender = spawn(ENTRY, "stream-sender", &vars);
+    let mut rng = Rng::from_time();
+    let kills = 25;
+    let started = Instant::now();
+    for _ in 0..kills {
+        // The table has two entries: the survivor's and one more. Every victim reuses
+        // the entry of the one killed before it.
+        let mut victim = spawn(ENTRY, "victim", &vars);
+        victim.expect_line("READY", SHORT);
+        std::thread::sleep(Duration::from_millis(rng.below(30)));
+        victim.kill9();
+    }
+    std::fs::write(&stop, b"").expect("stop file");
+    let sent: u64 = sender.expect_line("SENT", LONG)[5..]
+        .parse()
+        .expect("count");
+    sender.expect_success(SHORT);
+    let done: u64 = survivor.expect_line("DONE", LONG)[5..]
+        .parse()
+        .expect("count");
+    survivor.expect_success(SHORT);
+    let _ = std::fs::remove_file(&stop);
+    eprintln!(
+        "{kills} receivers killed in {:?}; {sent} records, all received in order",
+        started.elapsed()
+    );
+    assert_eq!(done, sent);
+    assert!(sent > 0);
+}
+
+#[test]
+fn senders_killed_at_random_moments_hand_over_to_the_next() {
+    let name = unique_name("killtx");
+    let _cleanup = Cleanup(name.clone());
+    let mut rx = lossless(&name).receiver().expect("receiver");
+    let mut rng = Rng::from_time();
+    let generations = 20u64;
+    let mut recoveries = Vec::new();
+    let mut total = 0u64;
+    for generation in 0..generations {
+        let vars = [("NAME", name.clone()), ("GEN", generation.to_string())];
+        let mut sender = spawn(ENTRY, "generation-sender", &vars);
+        sender.expect_line("SENDING", SHORT);
+        let until = Instant::now() + Duration::from_millis(5 + rng.below(40));
+        let mut next = 0u64;
+        let check = |rec: Rec, next: &mut u64| {
+            assert!(rec.is_intact(), "corrupt record");
+            assert_eq!(
+                rec.seq,
+                seq_of(generation, *next),
+                "generation {generation}"
+            );
+            *next += 1;
+        };
+        while Instant::now() < until {
+            check(rx.recv_timeout(SHORT).expect("record"), &mut next);
+        }
+        sender.kill9();
+        let killed = Instant::now();
+        loop {
+            match rx.recv_timeout(SHORT) {
+                Ok(rec) => check(rec, &mut next),
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("after the kill: {e}"),
+            }
+        }
+        recoveries.push(killed.elapsed());
+        total += next;
+    }
+    recoveries.sort();
+    eprintln!(
+        "{generations} senders killed, {total} records checked; disconnect seen after median {:?}, max {:?}",
+        recoveries[recoveries.len() / 2],
+        recoveries[recoveries.len() - 1]
+    );
+}
+
+#[test]
+fn a_creator_killed_during_initialisation_does_not_wedge_the_name() {
+    let name = unique_name("initkill");
+    let _cleanup = Cleanup(name.clone());
+    let path = path_of(&name);
+    let mut creator = spawn(
+        ENTRY,
+        "creator",
+        &[
+            ("NAME", name.clone()),
+            ("SHMCHAN_TEST_INIT_PAUSE_MS", "60000".into()),
+        ],
+    );
+    // Wait until the header is half written: magic present, state "initialising".
+    let deadline = Instant::now() + SHORT;
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.len() >= 16 && &bytes[0..7] == b"SHMCHAN" && bytes[12] == 1 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "creator never started initialising"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // While the creator lives, an opener waits for it and then gives up cleanly.
+    let r = lossless(&name)
+        .open_timeout(Duration::from_millis(100))
+        .sender();
+    assert!(matches!(r, Err(OpenError::Timeout { .. })), "{:?}", r.err());
+    creator.kill9();
+    let started = Instant::now();
+    let mut tx = lossless(&name)
+        .sender()
+        .expect("the next opener re-initialises");
+    eprintln!(
+        "re-initialised {:?} after the creator was killed",
+        started.elapsed()
+    );
+    let mut rx = lossless(&name).receiver().expect("receiver");
+    tx.send(Rec::new(1)).expect("send");
+    assert_eq!(rx.recv_timeout(SHORT).expect("record").seq, 1);
+}
+
+#[test]
+fn a_segment_whose_participants_all_died_is_reclaimed() {
+    let name = unique_name("stale");
+    let _cleanup = Cleanup(name.clone());
+    let vars = [("NAME", name.clone())];
+    let mut tx = spawn(ENTRY, "idle-sender", &vars);
+    tx.expect_line("READY", SHORT);
+    let mut rx = spawn(ENTRY, "creator", &vars);
+    rx.expect_line("READY", SHORT);
+    // While they live, other options are refused.
+    let r = Route::<Rec>::builder(&name).capacity(8).receiver();
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::Mismatch {
+                field: "capacity",
+                ..
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
+    tx.kill9();
+    rx.kill9();
+    assert!(path_of(&name).exists(), "the dead leave the file behind");
+    // No live participant: the next opener re-creates it, with its own options.
+    let mut small = Route::<Rec>::builder(&name)
+        .capacity(8)
+        .sender()
+        .expect("reclaimed");
+    let mut reader = Route::<Rec>::builder(&name)
+        .capacity(8)
+        .receiver()
+        .expect("receiver");
+    small.send(Rec::new(3)).expect("send");
+    assert_eq!(reader.try_recv().expect("record").seq, 3);
+    drop((small, reader));
+    assert!(Route::<Rec>::remove(&name).expect("remove"));
+    assert!(!path_of(&name).exists());
+}
+
+/// Maps a segment file for raw writes, as a hostile peer would.
+fn map_raw(name: &str) -> MmapMut {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path_of(name))
+        .expect("open");
+    // SAFETY: the test owns the segment; it only writes aligned u64 words through
+    // volatile stores (see `poke`), which is what a foreign process would do.
+    unsafe { MmapMut::map_mut(&file).expect("mmap") }
+}
+
+fn poke(map: &mut MmapMut, offset: usize, value: u64) {
+    assert!(offset % 8 == 0 && offset + 8 <= map.len());
+    // SAFETY: in bounds and aligned (checked above); the other processes access this
+    // memory only atomically, and a volatile aligned store is a single store.
+    unsafe { std::ptr::write_volatile(map.as_mut_ptr().add(offset).cast::<u64>(), value) };
+}
+
+fn my_start_ticks() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let rest = &text[text.rfind(')').expect("comm") + 1..];
+    rest.split_whitespace()
+        .nth(19)
+        .expect("starttime")
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn a_reused_pid_is_not_taken_for_the_recorded_process() {
+    let name = unique_name("pidreuse");
+    let _cleanup = Cleanup(name.clone());
+    let tx = lossless(&name).sender().expect("sender");
+    let me = u64::from(std::process::id());
+    let wrong_start = ((my_start_ticks() + 1) & 0xffff_ffff) << 32;
+    let mut map = map_raw(&name);
+    // A receiver entry and... claiming to be this very pid, started at another time.
+    poke(&mut map, RECEIVERS, me | wrong_start);
+    assert_eq!(
+        tx.receiver_count(),
+        0,
+        "the forged entry is dead and evicted"
+    );
+    // The same for the sender claim: a new sender takes it over.
+    drop(tx);
+    poke(&mut map, SENDER_CLAIM, me | wrong_start);
+    let _tx = lossless(&name)
+        .sender()
+        .expect("a claim by a reused pid is free");
+    // The real owner word (right start time) is alive.
+    poke(
+        &mut map,
+        RECEIVERS + ENTRY_SIZE,
+        me | (my_start_ticks() & 0xffff_ffff) << 32,
+    );
+    assert_eq!(_tx.receiver_count(), 1);
+}
+
+fn hostile_run(overflow: &str) {
+    let name = unique_name("hostile");
+    let _cleanup = Cleanup(name.clone());
+    let duration_ms = 1500u64;
+    let vars = [
+        ("NAME", name.clone()),
+        ("OVERFLOW", overflow.to_owned()),
+        ("DURATION_MS", duration_ms.to_string()),
+    ];
+    let mut sender = spawn(ENTRY, "hostile-sender", &vars);
+    sender.expect_line("READY", SHORT);
+    let mut receiver = spawn(ENTRY, "hostile-receiver", &vars);
+    receiver.expect_line("READY", SHORT);
+    let mut map = map_raw(&name);
+    let len = map.len();
+    let mut rng = Rng::from_time();
+    let end = Instant::now() + Duration::from_millis(duration_ms - 300);
+    let mut writes = 0u64;
+    while Instant::now() < end {
+        // Mostly the shared state the algorithms read (control, table, stamps), now and
+        // then the header; adversarial values: extremes, near-wraps, pids, small counts.
+        let word = |rng: &mut Rng, n: usize| rng.below((n / 8) as u64) as usize * 8;
+        let offset = match rng.below(10) {
+            0 => word(&mut rng, 512),
+            1..=3 => CONTROL + word(&mut rng, 512),
+            4..=5 => RECEIVERS + word(&mut rng, 2 * ENTRY_SIZE),
+            _ => word(&mut rng, len),
+        };
+        let value = match rng.below(6) {
+            0 => 0,
+            1 => u64::MAX,
+            2 => u64::MAX - rng.below(1000),
+            3 => rng.below(1 << 20),
+            4 => u64::from(std::process::id()),
+            _ => rng.next(),
+        };
+        poke(&mut map, offset, value);
+        writes += 1;
+        if writes % 64 == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let report_s = sender.expect_line("SENDER", SHORT);
+    let report_r = receiver.expect_line("RECEIVER", SHORT);
+    sender.expect_success(SHORT);
+    receiver.expect_success(SHORT);
+    eprintln!("{overflow}: {writes} hostile writes; {report_s}; {report_r}");
+}
+
+#[test]
+fn hostile_writes_to_a_live_overwrite_segment_cause_errors_not_crashes() {
+    hostile_run("overwrite");
+}
+
+#[test]
+fn hostile_writes_to_a_live_lossless_segment_cause_errors_not_crashes() {
+    hostile_run("block");
+}
+
+#[test]
+fn a_segment_this_process_may_not_open_gives_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique_name("perm");
+    let _cleanup = Cleanup(name.clone());
+    let _rx = lossless(&name).receiver().expect("receiver");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: deny ourselves. (Root ignores mode bits; the child drops to
+        // `nobody` instead.)
+        std::fs::set_permissions(path_of(&name), std::fs::Permissions::from_mode(0o000))
+            .expect("chmod");
+    }
+    let mut child = spawn(ENTRY, "unprivileged", &[("NAME", name.clone())]);
+    child.expect_line("DENIED", SHORT);
+    child.expect_success(SHORT);
+}
+
+#[test]
+fn a_full_receiver_table_is_an_error_not_a_wait() {
+    let name = unique_name("full");
+    let _cleanup = Cleanup(name.clone());
+    let _a = lossless(&name).receiver().expect("first");
+    let _b = lossless(&name).receiver().expect("second");
+    match lossless(&name).receiver() {
+        Err(OpenError::ReceiversFull { max, .. }) => assert_eq!(max, 2),
+        other => panic!("expected ReceiversFull, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_segment_larger_than_its_file_system_fails_at_creation() {
+    let name = unique_name("huge");
+    let _cleanup = Cleanup(name.clone());
+    // 2^24 slots of 4 KiB: 64 GiB, more than this machine's /dev/shm can hold.
+    let r = Route::<[u8; 4096]>::builder(&name)
+        .capacity(1 << 24)
+        .receiver();
+    match r {
+        Err(e @ OpenError::NoSpace { .. }) => eprintln!("{e}"),
+        other => panic!("expected NoSpace, got {:?}", other.err()),
+    }
+    assert!(
+        !path_of(&name).exists(),
+        "no half-made segment is left behind"
+    );
+}
