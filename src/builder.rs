@@ -19,6 +19,10 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 pub const DEFAULT_MAX_RECEIVERS: usize = 64;
 /// Largest receiver table.
 pub const MAX_RECEIVERS: usize = 1 << 16;
+/// Default size of the producer table of a `Channel`.
+pub const DEFAULT_MAX_PRODUCERS: usize = 64;
+/// Largest producer table.
+pub const MAX_PRODUCERS: usize = 1 << 12;
 /// Largest capacity.
 pub const MAX_CAPACITY: usize = 1 << 32;
 /// Default permission bits of a new segment file.
@@ -43,11 +47,22 @@ pub struct Route<T>(PhantomData<fn() -> T>);
 
 /// Many producers, many receivers.
 ///
-/// Not implemented yet: every open returns [`OpenError::Unsupported`].
+/// Any number of senders (up to `max_producers`, default 64) claim sequence numbers
+/// without locks; receivers get each producer's records in the order it sent them. A
+/// producer killed between claiming a slot and publishing it does not stall the
+/// receivers: they skip its claim after a liveness tick.
 ///
-/// ```
-/// use shmchan::{Channel, OpenError};
-/// assert!(matches!(Channel::<u64>::sender("orders"), Err(OpenError::Unsupported(_))));
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmchan::{Channel, Mode};
+///
+/// // In each strategy process:
+/// let mut orders = Channel::<[u64; 4]>::builder("orders").mode(Mode::Unicast).sender()?;
+/// orders.send([1, 2, 3, 4])?;
+/// // In the gateway:
+/// let mut gateway = Channel::<[u64; 4]>::builder("orders").mode(Mode::Unicast).receiver()?;
+/// let order = gateway.recv()?;
+/// # Ok(()) }
 /// ```
 pub struct Channel<T>(PhantomData<fn() -> T>);
 
@@ -119,6 +134,7 @@ pub struct Builder<T> {
     overflow: Overflow,
     wait: Wait,
     max_receivers: usize,
+    max_producers: usize,
     path: Option<PathBuf>,
     schema: Option<String>,
     permissions: u32,
@@ -136,6 +152,7 @@ impl<T> std::fmt::Debug for Builder<T> {
             .field("overflow", &self.overflow)
             .field("wait", &self.wait)
             .field("max_receivers", &self.max_receivers)
+            .field("max_producers", &self.max_producers)
             .field("path", &self.path)
             .field("schema", &self.schema)
             .field("permissions", &format_args!("{:o}", self.permissions))
@@ -153,6 +170,7 @@ impl<T: Pod> Builder<T> {
             overflow: Overflow::default(),
             wait: Wait::default(),
             max_receivers: DEFAULT_MAX_RECEIVERS,
+            max_producers: DEFAULT_MAX_PRODUCERS,
             path: None,
             schema: None,
             permissions: DEFAULT_PERMISSIONS,
@@ -167,7 +185,8 @@ impl<T: Pod> Builder<T> {
         self
     }
 
-    /// Broadcast (default) or unicast.
+    /// Broadcast (default) or unicast. Unicast is always lossless: its producers wait
+    /// while the ring is full, whatever [`Builder::overflow`] says.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
@@ -189,6 +208,13 @@ impl<T: Pod> Builder<T> {
     /// Size of the receiver table: 1 to 65536. Default 64.
     pub fn max_receivers(mut self, max: usize) -> Self {
         self.max_receivers = max;
+        self
+    }
+
+    /// Size of a `Channel`'s producer table: 1 to 4096. Default 64. (A `Route` has
+    /// one producer and ignores it.)
+    pub fn max_producers(mut self, max: usize) -> Self {
+        self.max_producers = max;
         self
     }
 
@@ -221,19 +247,17 @@ impl<T: Pod> Builder<T> {
 
     /// Opens the segment as its sender.
     pub fn sender(self) -> Result<Sender<T>, OpenError> {
-        let wait = self.wait;
-        let (segment, lossless) = self.open()?;
-        Sender::attach(segment, lossless, wait)
+        let (wait, family) = (self.wait, self.family);
+        Sender::attach(self.open()?, family, wait)
     }
 
     /// Opens the segment as one more receiver.
     pub fn receiver(self) -> Result<Receiver<T>, OpenError> {
         let wait = self.wait;
-        let (segment, lossless) = self.open()?;
-        Receiver::attach(segment, lossless, wait)
+        Receiver::attach(self.open()?, wait)
     }
 
-    fn open(self) -> Result<(Segment, bool), OpenError> {
+    fn open(self) -> Result<Segment, OpenError> {
         options::validate_name(&self.name)?;
         let invalid = |option, reason: String| Err(OpenError::InvalidOption { option, reason });
         if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
@@ -246,6 +270,12 @@ impl<T: Pod> Builder<T> {
             return invalid(
                 "max_receivers",
                 format!("{} is not from 1 to {MAX_RECEIVERS}", self.max_receivers),
+            );
+        }
+        if self.max_producers == 0 || self.max_producers > MAX_PRODUCERS {
+            return invalid(
+                "max_producers",
+                format!("{} is not from 1 to {MAX_PRODUCERS}", self.max_producers),
             );
         }
         if self.permissions & !0o777 != 0 {
@@ -270,30 +300,28 @@ impl<T: Pod> Builder<T> {
                 ),
             );
         }
-        if self.family == Family::Channel {
-            return Err(OpenError::Unsupported(
-                "Channel (many producers) is not implemented yet",
-            ));
-        }
-        if self.mode == Mode::Unicast {
-            return Err(OpenError::Unsupported(
-                "Mode::Unicast is not implemented yet",
-            ));
-        }
+        // Unicast is lossless whatever the builder says; record it so in the header.
+        let overflow = match self.mode {
+            Mode::Unicast => Overflow::Block,
+            Mode::Broadcast => self.overflow,
+        };
         let fp = Fingerprint {
             family: self.family.code(),
             mode: self.mode.code(),
-            overflow: self.overflow.code(),
+            overflow: overflow.code(),
             capacity: self.capacity as u64,
             record_size: size_of::<T>() as u64,
             record_align: align_of::<T>() as u64,
             type_name,
             max_receivers: self.max_receivers as u32,
+            max_producers: match self.family {
+                Family::Route => 0,
+                Family::Channel => self.max_producers as u32,
+            },
         };
         let path = self
             .path
             .unwrap_or_else(|| options::default_path(&self.name));
-        let segment = Segment::open(&path, &fp, self.permissions, self.open_timeout)?;
-        Ok((segment, self.overflow == Overflow::Block))
+        Segment::open(&path, &fp, self.permissions, self.open_timeout)
     }
 }

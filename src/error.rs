@@ -74,6 +74,14 @@ pub enum OpenError {
         /// Size of the segment.
         bytes: u64,
     },
+    /// Every entry of a `Channel`'s producer table is held by a live producer.
+    #[error("segment {} has no free producer entry: all {max} are held by live producers (raise `max_producers`)", path.display())]
+    ProducersFull {
+        /// The segment file.
+        path: PathBuf,
+        /// The table size.
+        max: usize,
+    },
     /// Another process kept the segment locked for initialisation past the timeout.
     #[error("segment {} is still being initialised by another process after {waited:?}", path.display())]
     Timeout {

@@ -25,6 +25,9 @@ pub struct Control {
     pub space: CachePadded<FutexPair>,
     /// Rarely written: the sender claim and the join counter.
     pub membership: CachePadded<Membership>,
+    /// Unicast only: the next sequence number a receiver will claim. Receivers
+    /// compete for it with a CAS.
+    pub read: CachePadded<AtomicU64>,
 }
 
 /// A futex word and the number of processes sleeping on it (see `wait.rs`).
@@ -51,6 +54,13 @@ pub struct Membership {
     pub joins: AtomicU64,
     /// Receivers evicted because their process died.
     pub evictions: AtomicU64,
+    /// `Channel`: producers attached (entries of the producer table in use).
+    pub producers: AtomicU64,
+    /// Sequence numbers claimed by a producer that died (or stalled) before
+    /// publishing, which receivers skipped.
+    pub dead_claims: AtomicU64,
+    /// Unicast: records a receiver claimed and died with, delivered to another one.
+    pub rescued: AtomicU64,
 }
 
 /// One entry of the receiver table, on its own 128 bytes (two cache lines, like
@@ -65,6 +75,23 @@ pub struct ReceiverEntry {
     pub cursor: AtomicU64,
     /// Records this receiver skipped because it lagged (Overwrite mode).
     pub lagged: AtomicU64,
+    /// Unicast: `seq + 1` of the record this receiver has claimed and is copying, 0
+    /// when none. Lets another receiver deliver it if this one dies.
+    pub claim: AtomicU64,
+}
+
+/// One entry of the producer table of a `Channel`, on its own 128 bytes.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct ProducerEntry {
+    /// Owner word of the producer holding this entry, 0 when free.
+    pub owner: AtomicU64,
+    /// `seq + 1` of the sequence number this producer is claiming or writing, 0 when
+    /// none. Stored *before* the claim, so a receiver stuck on a busy slot can find
+    /// the process that owes it the record.
+    pub claim: AtomicU64,
+    /// Records this producer published.
+    pub records: AtomicU64,
 }
 
 /// The geometry of the slot array, computed from the record type and the capacity,
@@ -139,20 +166,62 @@ impl Geometry {
     }
 }
 
-/// Stamp of a slot whose record `seq` is published.
-#[inline]
-pub const fn stamp_done(seq: u64) -> u64 {
-    seq.wrapping_mul(2).wrapping_add(2)
-}
+// Slot stamps. Each sequence number has three states, in increasing stamp order, and
+// every state of `seq` is below every state of `seq + 1`, so a reader compares a stamp
+// with the one it wants: 0 means never written.
+//
+//   4·seq + 1  busy     a producer is writing record `seq`
+//   4·seq + 2  done     record `seq` is published
+//   4·seq + 3  settled  nothing to read for `seq` any more: consumed (unicast), or the
+//                       claim was skipped because its producer died
 
 /// Stamp of a slot whose record `seq` is being written.
 #[inline]
 pub const fn stamp_busy(seq: u64) -> u64 {
-    seq.wrapping_mul(2).wrapping_add(1)
+    seq.wrapping_mul(4).wrapping_add(1)
+}
+
+/// Stamp of a slot whose record `seq` is published.
+#[inline]
+pub const fn stamp_done(seq: u64) -> u64 {
+    seq.wrapping_mul(4).wrapping_add(2)
+}
+
+/// Stamp of a slot whose record `seq` was consumed (unicast) or skipped (dead claim).
+#[inline]
+pub const fn stamp_settled(seq: u64) -> u64 {
+    seq.wrapping_mul(4).wrapping_add(3)
+}
+
+/// What a stamp says, and about which sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// Never written (0), or a value no honest writer stores.
+    Empty,
+    /// Record `seq` is being written.
+    Busy(u64),
+    /// Record `seq` is published.
+    Done(u64),
+    /// Record `seq` was consumed or skipped.
+    Settled(u64),
+}
+
+impl Stamp {
+    /// Decodes a stamp word.
+    #[inline]
+    pub const fn decode(stamp: u64) -> Stamp {
+        let seq = stamp.wrapping_sub(1) / 4;
+        match stamp % 4 {
+            1 => Stamp::Busy(seq),
+            2 => Stamp::Done(seq),
+            3 => Stamp::Settled(seq),
+            _ => Stamp::Empty,
+        }
+    }
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(size_of::<ReceiverEntry>() == 128);
+const _: () = assert!(size_of::<ReceiverEntry>() == 128 && size_of::<ProducerEntry>() == 128);
 
 #[cfg(test)]
 mod tests {
@@ -174,11 +243,17 @@ mod tests {
     }
 
     #[test]
-    fn stamps_order_busy_before_done() {
+    fn stamps_order_busy_done_settled() {
         for seq in [0u64, 1, 77] {
             assert!(stamp_busy(seq) < stamp_done(seq));
-            assert!(stamp_done(seq) < stamp_busy(seq + 1));
+            assert!(stamp_done(seq) < stamp_settled(seq));
+            assert!(stamp_settled(seq) < stamp_busy(seq + 1));
+            assert_eq!(Stamp::decode(stamp_busy(seq)), Stamp::Busy(seq));
+            assert_eq!(Stamp::decode(stamp_done(seq)), Stamp::Done(seq));
+            assert_eq!(Stamp::decode(stamp_settled(seq)), Stamp::Settled(seq));
         }
         assert_ne!(stamp_done(0), 0, "a zeroed slot is not record 0");
+        assert_eq!(Stamp::decode(0), Stamp::Empty);
+        assert_eq!(Stamp::decode(8), Stamp::Empty);
     }
 }

@@ -26,15 +26,15 @@
 //!
 //! | type | producers | [`Mode::Broadcast`] | [`Mode::Unicast`] |
 //! |---|---|---|---|
-//! | [`Route<T>`] | exactly one (enforced across processes) | every receiver gets every record | not yet |
-//! | [`Channel<T>`] | many | not yet | not yet |
+//! | [`Route<T>`] | exactly one (enforced across processes) | every receiver gets every record | each record to exactly one receiver |
+//! | [`Channel<T>`] | many | every receiver gets every record, each producer's in order | each record to exactly one receiver |
 //!
 //! Broadcast has two [`Overflow`] policies, fixed when the segment is created:
 //! [`Overflow::Overwrite`] (the producer never waits; a receiver lapped by it gets
 //! [`RecvError::Lagged`] and resumes at the oldest record still present; a torn or
 //! overwritten record is never returned) and [`Overflow::Block`] (lossless: the
 //! producer waits for the slowest live receiver; a receiver whose process died is
-//! evicted).
+//! evicted). Unicast is always lossless: `send` waits while the ring is full.
 //!
 //! # Guarantees
 //!
@@ -49,6 +49,9 @@
 //! See `docs/design.md` in the repository for the memory layout and the algorithms.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+// Under loom only the ring algorithms are built (no segment, sender or receiver), so
+// some helpers they share with the public API go unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 /// The README's usage snippet, compiled as a doctest.
 #[cfg(doctest)]
@@ -77,6 +80,8 @@ mod ring;
 mod segment;
 #[cfg(not(loom))]
 mod sender;
+#[cfg(not(loom))]
+pub mod stats;
 mod sync;
 #[cfg(loom)]
 pub mod wait;
@@ -85,8 +90,8 @@ mod wait;
 
 #[cfg(not(loom))]
 pub use builder::{
-    Builder, Channel, Route, DEFAULT_CAPACITY, DEFAULT_MAX_RECEIVERS, DEFAULT_OPEN_TIMEOUT,
-    DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_RECEIVERS,
+    Builder, Channel, Route, DEFAULT_CAPACITY, DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_RECEIVERS,
+    DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_PRODUCERS, MAX_RECEIVERS,
 };
 pub use error::{
     OpenError, ReceiversTimeout, RecvError, SendError, SendTimeoutError, TryRecvError, TrySendError,

@@ -8,6 +8,8 @@ use bytemuck::Pod;
 use crate::error::{OpenError, RecvError, TryRecvError};
 use crate::process::{self, ProcLiveness};
 use crate::ring::broadcast::{self, Consumer, Read};
+use crate::ring::multi;
+use crate::ring::unicast::Worker;
 use crate::ring::RingView;
 use crate::segment::Segment;
 use crate::sync::Ordering;
@@ -18,50 +20,81 @@ use crate::wait::{self, Wait};
 const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 
 /// The receiving half of a segment. Created by
-/// [`Route::receiver`](crate::Route::receiver) or a [`Builder`](crate::Builder).
+/// [`Route::receiver`](crate::Route::receiver), [`Channel::receiver`](crate::Channel::receiver)
+/// or a [`Builder`](crate::Builder).
 ///
-/// A new receiver starts at the newest position: it sees the records published after
-/// it joined. Dropping it frees its entry in the receiver table.
+/// A new broadcast receiver starts at the newest position: it sees the records
+/// published after it joined. A unicast receiver takes the oldest record no other
+/// receiver has taken. Dropping it frees its entry in the receiver table.
 pub struct Receiver<T> {
     segment: Segment,
     /// `None` only during drop.
-    consumer: Option<Consumer>,
-    lossless: bool,
+    role: Option<Role>,
     wait: Wait,
-    /// A sender was attached when we joined.
-    joined_with_sender: bool,
-    /// `sender_attaches` when we joined: a change means a sender has come since.
-    attaches_at_join: u64,
+    rule: DisconnectRule,
+    stall: Stall,
     empty_polls: u32,
     lagged_total: u64,
     _record: PhantomData<fn() -> T>,
+}
+
+/// Which receiver algorithm this receiver runs.
+#[derive(Debug)]
+enum Role {
+    /// Every record, with a cursor of its own (`ring/broadcast.rs`).
+    Broadcast(Consumer),
+    /// Competing for records through the shared read cursor (`ring/unicast.rs`).
+    Unicast(Worker),
 }
 
 impl<T> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("path", &self.segment.path())
-            .field("cursor", &self.consumer.as_ref().map(Consumer::cursor))
-            .field("lossless", &self.lossless)
+            .field("role", &self.role)
             .field("wait", &self.wait)
             .finish()
     }
 }
 
+/// When an empty ring means the senders are gone for good.
+#[derive(Clone, Copy)]
+struct DisconnectRule {
+    /// A sender was attached when we joined.
+    joined_with_sender: bool,
+    /// `sender_attaches` when we joined: a change means a sender has come since.
+    attaches_at_join: u64,
+}
+
+/// Where this receiver has been waiting, for how many liveness ticks (a `Channel`
+/// claim whose producer died is skipped after one or two ticks).
+#[derive(Clone, Copy, Default)]
+struct Stall {
+    seq: u64,
+    ticks: u32,
+}
+
 impl<T: Pod> Receiver<T> {
-    pub(crate) fn attach(segment: Segment, lossless: bool, wait: Wait) -> Result<Self, OpenError> {
-        let view = segment.view(lossless);
+    pub(crate) fn attach(segment: Segment, wait: Wait) -> Result<Self, OpenError> {
+        let view = segment.view();
         let membership = &view.ctl.membership;
-        // `Acquire`: pairs with the sender's `Release` increment in `claim_sender`.
+        // `Acquire`: pairs with the senders' `Release` increments when they attach.
         let attaches_at_join = membership.sender_attaches.load(Ordering::Acquire);
-        let joined_with_sender = membership.sender.load(Ordering::Acquire) != 0;
+        let joined_with_sender = senders_present(&view);
         let owner = process::current_owner();
-        let consumer = match Consumer::join(&view, owner) {
-            Some(c) => c,
+        let join = |view: &RingView<'_>| {
+            if view.unicast {
+                Worker::join(view, owner).map(Role::Unicast)
+            } else {
+                Consumer::join(view, owner).map(Role::Broadcast)
+            }
+        };
+        let role = match join(&view) {
+            Some(role) => role,
             None => {
                 // Full: free the entries of dead receivers and try once more.
                 broadcast::live_receivers(&view, &ProcLiveness);
-                Consumer::join(&view, owner).ok_or_else(|| OpenError::ReceiversFull {
+                join(&view).ok_or_else(|| OpenError::ReceiversFull {
                     path: segment.path().to_owned(),
                     max: view.receivers.len(),
                 })?
@@ -69,11 +102,13 @@ impl<T: Pod> Receiver<T> {
         };
         Ok(Receiver {
             segment,
-            consumer: Some(consumer),
-            lossless,
+            role: Some(role),
             wait,
-            joined_with_sender,
-            attaches_at_join,
+            rule: DisconnectRule {
+                joined_with_sender,
+                attaches_at_join,
+            },
+            stall: Stall::default(),
             empty_polls: 0,
             lagged_total: 0,
             _record: PhantomData,
@@ -84,7 +119,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// Returns [`RecvError::Lagged`] once after this receiver was lapped (the next call
     /// continues with the oldest record still present), [`RecvError::Disconnected`]
-    /// after the sender left or died and everything it sent was received.
+    /// after every sender left or died and everything they sent was received.
     pub fn recv(&mut self) -> Result<T, RecvError> {
         self.recv_deadline(None)
     }
@@ -97,33 +132,24 @@ impl<T: Pod> Receiver<T> {
     /// Receives the next record if one is there now.
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let check_liveness = {
-            self.empty_polls = self.empty_polls.wrapping_add(1);
-            self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0
-        };
-        self.poll(check_liveness)
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
+        let result = self.poll(check_liveness);
+        if let Err(TryRecvError::Lagged(n)) = result {
+            self.lagged_total = self.lagged_total.saturating_add(n);
+        }
+        result
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
-        match self.poll(false) {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                if let Some(e) = Option::<RecvError>::from(e) {
-                    return Err(e);
-                }
-            }
-        }
-        let rule = self.disconnect_rule();
-        let view = self.segment.view(self.lossless);
-        let consumer = self
-            .consumer
-            .as_mut()
-            .expect("consumer is present until drop");
+        let view = self.segment.view();
+        let role = self.role.as_mut().expect("role is present until drop");
+        let (rule, stall) = (self.rule, &mut self.stall);
         let outcome = wait::wait_for(
             self.wait,
             deadline,
             view.data_parker(),
-            |idle| match poll_view::<T>(&view, consumer, idle, rule) {
+            |idle| match poll_view::<T>(&view, role, idle, rule, stall) {
                 Ok(v) => Some(Ok(v)),
                 Err(e) => Option::<RecvError>::from(e).map(Err),
             },
@@ -135,28 +161,13 @@ impl<T: Pod> Receiver<T> {
         result
     }
 
-    fn disconnect_rule(&self) -> DisconnectRule {
-        DisconnectRule {
-            joined_with_sender: self.joined_with_sender,
-            attaches_at_join: self.attaches_at_join,
-        }
-    }
-
     fn poll(&mut self, check_liveness: bool) -> Result<T, TryRecvError> {
-        let rule = self.disconnect_rule();
-        let view = self.segment.view(self.lossless);
-        let consumer = self
-            .consumer
-            .as_mut()
-            .expect("consumer is present until drop");
-        let result = poll_view::<T>(&view, consumer, check_liveness, rule);
-        if let Err(TryRecvError::Lagged(n)) = result {
-            self.lagged_total = self.lagged_total.saturating_add(n);
-        }
-        result
+        let view = self.segment.view();
+        let role = self.role.as_mut().expect("role is present until drop");
+        poll_view::<T>(&view, role, check_liveness, self.rule, &mut self.stall)
     }
 
-    /// A blocking iterator over records. It ends when the sender disconnects or this
+    /// A blocking iterator over records. It ends when the senders disconnect or this
     /// receiver is evicted; lag is skipped over (see [`Receiver::lagged_total`]).
     pub fn iter(&mut self) -> Iter<'_, T> {
         Iter { receiver: self }
@@ -172,70 +183,116 @@ impl<T: Pod> Receiver<T> {
         self.lagged_total
     }
 
-    /// Sequence number of the next record this receiver will read.
+    /// Broadcast: sequence number of the next record this receiver will read.
+    /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {
-        self.consumer.as_ref().map_or(0, Consumer::cursor)
+        match &self.role {
+            Some(Role::Broadcast(c)) => c.cursor(),
+            Some(Role::Unicast(_)) => Worker::read_cursor(&self.segment.view()),
+            None => 0,
+        }
     }
 }
 
-#[derive(Clone, Copy)]
-struct DisconnectRule {
-    joined_with_sender: bool,
-    attaches_at_join: u64,
+/// Whether any sender is attached: the `Route` claim or a `Channel` producer.
+fn senders_present(view: &RingView<'_>) -> bool {
+    let membership = &view.ctl.membership;
+    // `Acquire`: pairs with the `Release` with which a sender leaves, so if none is
+    // left, every record they published is visible to the re-check that follows.
+    membership.sender.load(Ordering::Acquire) != 0
+        || membership.producers.load(Ordering::Acquire) != 0
 }
 
 /// One non-blocking receive: a record, or why not.
 ///
-/// `check_liveness` also asks whether a sender that still holds its claim is alive,
-/// and reaps the claim of a dead one.
+/// `check_liveness` (once a liveness tick) also looks for senders that died: reaps
+/// their claims, skips sequence numbers a dead `Channel` producer will never publish,
+/// and (unicast) delivers records a dead receiver had taken.
 fn poll_view<T: Pod>(
     view: &RingView<'_>,
-    consumer: &mut Consumer,
+    role: &mut Role,
     check_liveness: bool,
     rule: DisconnectRule,
+    stall: &mut Stall,
 ) -> Result<T, TryRecvError> {
-    match consumer.try_read::<T>(view) {
-        Read::Record(v) => return Ok(v),
-        Read::Lagged(n) => {
-            // A lossless ring laps only an evicted receiver.
-            if consumer.is_evicted(view) {
-                return Err(TryRecvError::Evicted);
-            }
-            return Err(TryRecvError::Lagged(n));
-        }
-        Read::Empty => {}
+    if let Some(result) = read::<T>(view, role) {
+        return result;
     }
-    if consumer.is_evicted(view) {
+    if is_evicted(view, role) {
         return Err(TryRecvError::Evicted);
     }
     let membership = &view.ctl.membership;
-    // `Acquire`: pairs with `release_sender`'s `Release`: if the claim is gone, every
-    // record the sender published is visible to the re-check below.
-    let sender = membership.sender.load(Ordering::Acquire);
-    let gone = if sender == 0 {
-        rule.joined_with_sender
-            || membership.sender_attaches.load(Ordering::Acquire) != rule.attaches_at_join
-    } else if check_liveness && !process::is_alive(sender) {
-        broadcast::reap_sender(view, sender);
-        true
-    } else {
-        false
-    };
+    if check_liveness {
+        let waiting_on = match role {
+            Role::Broadcast(c) => c.cursor(),
+            Role::Unicast(_) => Worker::read_cursor(view),
+        };
+        if !view.producers.is_empty() {
+            // A `Channel`: producers that died, and the claims they left behind.
+            multi::reap_dead_producers(view, &ProcLiveness);
+            if stall.seq != waiting_on {
+                *stall = Stall {
+                    seq: waiting_on,
+                    ticks: 0,
+                };
+            }
+            stall.ticks = stall.ticks.saturating_add(1);
+            let patient = stall.ticks >= 2;
+            if multi::resolve_stall(view, waiting_on, &ProcLiveness, patient) {
+                if let Some(result) = read::<T>(view, role) {
+                    return result;
+                }
+            }
+        }
+        if let Role::Unicast(worker) = role {
+            if let Some(value) = worker.rescue::<T>(view, &ProcLiveness) {
+                return Ok(value);
+            }
+        }
+        let sender = membership.sender.load(Ordering::Acquire);
+        if sender != 0 && !process::is_alive(sender) {
+            broadcast::reap_sender(view, sender);
+        }
+    }
+    let gone = !senders_present(view)
+        && (rule.joined_with_sender
+            || membership.sender_attaches.load(Ordering::Acquire) != rule.attaches_at_join);
     if !gone {
         return Err(TryRecvError::Empty);
     }
-    // The sender is gone; drain what it published before it went.
-    match consumer.try_read::<T>(view) {
-        Read::Record(v) => Ok(v),
-        Read::Lagged(n) => Err(TryRecvError::Lagged(n)),
-        Read::Empty => Err(TryRecvError::Disconnected),
+    // The senders are gone; drain what they published before they went.
+    read::<T>(view, role).unwrap_or(Err(TryRecvError::Disconnected))
+}
+
+/// Reads the next record: `None` if there is none now.
+#[inline]
+fn read<T: Pod>(view: &RingView<'_>, role: &mut Role) -> Option<Result<T, TryRecvError>> {
+    match role {
+        Role::Broadcast(consumer) => match consumer.try_read::<T>(view) {
+            Read::Record(v) => Some(Ok(v)),
+            // A lossless ring laps only an evicted receiver.
+            Read::Lagged(_) if consumer.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
+            Read::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
+            Read::Empty => None,
+        },
+        Role::Unicast(worker) => worker.try_take::<T>(view).map(Ok),
+    }
+}
+
+fn is_evicted(view: &RingView<'_>, role: &Role) -> bool {
+    match role {
+        Role::Broadcast(c) => c.is_evicted(view),
+        Role::Unicast(w) => w.is_evicted(view),
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        if let Some(consumer) = self.consumer.take() {
-            consumer.leave(&self.segment.view(self.lossless));
+        let view = self.segment.view();
+        match self.role.take() {
+            Some(Role::Broadcast(consumer)) => consumer.leave(&view),
+            Some(Role::Unicast(worker)) => worker.leave(&view),
+            None => {}
         }
     }
 }

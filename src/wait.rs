@@ -67,8 +67,11 @@ pub(crate) const IDLE_TICK: Duration = Duration::from_millis(50);
 const SPINS_PER_CLOCK: u32 = 128;
 
 /// The futex word and waiter count a waiter parks on.
-#[derive(Clone, Copy)]
-pub(crate) struct Parker<'a> {
+///
+/// (`pub` only so that the `loom-tests` crate can drive the protocol: the module is
+/// private outside `--cfg loom`.)
+#[derive(Debug, Clone, Copy)]
+pub struct Parker<'a> {
     /// Bumped by the notifier when it wakes.
     pub seq: &'a AtomicU32,
     /// Number of processes asleep (or about to sleep) on `seq`.
@@ -80,7 +83,7 @@ impl Parker<'_> {
     /// `fence(SeqCst)` (the caller's `F_n`, shared with other checks). `Relaxed` loads:
     /// the fence orders them after the progress store.
     #[inline]
-    pub(crate) fn wake_if_parked(&self) {
+    pub fn wake_if_parked(&self) {
         if self.waiters.load(Ordering::Relaxed) > 0 {
             self.wake();
         }
@@ -90,7 +93,7 @@ impl Parker<'_> {
     /// waiter's `Acquire` load of `seq`: a waiter that reads the new value sees the
     /// progress made before it.
     #[cold]
-    pub(crate) fn wake(&self) {
+    pub fn wake(&self) {
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake_all(self.seq);
     }
@@ -100,7 +103,7 @@ impl Parker<'_> {
 ///
 /// `poll(idle)` is called with `idle == true` about every [`IDLE_TICK`] while waiting,
 /// for the slower checks (is the peer still alive?). Returns `None` on timeout.
-pub(crate) fn wait_for<R>(
+pub fn wait_for<R>(
     strategy: Wait,
     deadline: Option<Instant>,
     parker: Parker<'_>,
@@ -129,7 +132,11 @@ pub(crate) fn wait_for<R>(
                 continue;
             }
         }
-        let now = Instant::now();
+        // Under loom time stands still: a model must not depend on the real clock (loom
+        // replays its executions), and no tick may rescue a lost wake-up. Hence no idle
+        // polls, no deadline passes, `Adaptive` spins like `Spin`, and the modelled
+        // futex sleeps until woken.
+        let now = if cfg!(loom) { start } else { Instant::now() };
         if now >= next_idle {
             next_idle = now + IDLE_TICK;
             if let Some(r) = poll(true) {
@@ -146,7 +153,13 @@ pub(crate) fn wait_for<R>(
         // Park. See the module doc for why this cannot miss a wake-up.
         let v = parker.seq.load(Ordering::Acquire);
         parker.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst); // F_w
+        // F_w (`shmchan_weaken = "f_w"` makes it `AcqRel`, too weak: the loom-tests
+        // check that the models then find a lost wake-up).
+        fence(if cfg!(shmchan_weaken = "f_w") {
+            Ordering::AcqRel
+        } else {
+            Ordering::SeqCst
+        });
         if let Some(r) = poll(false) {
             parker.waiters.fetch_sub(1, Ordering::Relaxed);
             return Some(r);
@@ -209,19 +222,63 @@ mod futex {
 
 #[cfg(loom)]
 mod futex {
-    //! Under loom the futex is modelled by a yield: a wait may return at any time
-    //! (spuriously), which every caller tolerates.
+    //! A loom model of the futex: `wait` checks the word and goes to sleep atomically
+    //! with respect to `wake_all` (the kernel's hash-bucket lock, here a loom `Mutex`),
+    //! and then sleeps until a `wake_all` on the same word, with no timeout and no
+    //! spurious return. A lost wake-up therefore leaves the waiter blocked for ever,
+    //! which loom reports as a deadlock.
     use std::time::Duration;
+
+    use loom::sync::{Condvar, Mutex};
 
     use crate::sync::{AtomicU32, Ordering};
 
+    /// All futex words of one loom execution: per word address, how many
+    /// `wake_all` calls it has had.
+    struct Table {
+        wakes: Mutex<Vec<(usize, u64)>>,
+        woken: Condvar,
+    }
+
+    loom::lazy_static! {
+        static ref TABLE: Table = Table { wakes: Mutex::new(Vec::new()), woken: Condvar::new() };
+    }
+
+    fn wakes_of<'a>(wakes: &'a mut Vec<(usize, u64)>, word: &AtomicU32) -> &'a mut u64 {
+        let key = word as *const AtomicU32 as usize;
+        let i = match wakes.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                wakes.push((key, 0));
+                wakes.len() - 1
+            }
+        };
+        &mut wakes[i].1
+    }
+
+    /// Sleeps while `*word == expected` until a [`wake_all`] on `word`; the timeout
+    /// is ignored (see `wait_for`).
     pub(super) fn wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
-        if word.load(Ordering::Relaxed) == expected {
-            loom::thread::yield_now();
+        let table = &*TABLE;
+        let mut wakes = table.wakes.lock().expect("futex table");
+        // `Relaxed`: the table lock orders this load after the notifier's bump, as
+        // the kernel's bucket lock does.
+        if word.load(Ordering::Relaxed) != expected {
+            return;
+        }
+        let seen = *wakes_of(&mut wakes, word);
+        while *wakes_of(&mut wakes, word) == seen {
+            wakes = table.woken.wait(wakes).expect("futex table");
         }
     }
 
-    pub(super) fn wake_all(_word: &AtomicU32) {}
+    /// Wakes every thread sleeping on `word`.
+    pub(super) fn wake_all(word: &AtomicU32) {
+        let table = &*TABLE;
+        let mut wakes = table.wakes.lock().expect("futex table");
+        *wakes_of(&mut wakes, word) += 1;
+        table.woken.notify_all();
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -18,7 +18,7 @@ const SHORT: Duration = Duration::from_secs(20);
 /// Offsets in the segment file (docs/design.md, "Memory layout").
 const CONTROL: usize = 512;
 const SENDER_CLAIM: usize = CONTROL + 3 * 128;
-const RECEIVERS: usize = 1024;
+const RECEIVERS: usize = 1152;
 const ENTRY_SIZE: usize = 128;
 
 fn lossless(name: &str) -> shmchan::Builder<Rec> {
@@ -477,7 +477,7 @@ fn hostile_run(overflow: &str) {
         let word = |rng: &mut Rng, n: usize| rng.below((n / 8) as u64) as usize * 8;
         let offset = match rng.below(10) {
             0 => word(&mut rng, 512),
-            1..=3 => CONTROL + word(&mut rng, 512),
+            1..=3 => CONTROL + word(&mut rng, RECEIVERS - CONTROL),
             4..=5 => RECEIVERS + word(&mut rng, 2 * ENTRY_SIZE),
             _ => word(&mut rng, len),
         };

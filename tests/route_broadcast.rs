@@ -398,10 +398,14 @@ fn bad_names_and_options_are_refused() {
             ..
         })
     ));
-    let r = Route::<Rec>::builder(&name)
-        .mode(shmchan::Mode::Unicast)
-        .receiver();
-    assert!(matches!(r, Err(OpenError::Unsupported(_))));
+    let r = Route::<Rec>::builder(&name).max_producers(0).receiver();
+    assert!(matches!(
+        r,
+        Err(OpenError::InvalidOption {
+            option: "max_producers",
+            ..
+        })
+    ));
     // Nothing was created by the refused opens.
     assert!(!Route::<Rec>::remove(&name).expect("remove"));
 }

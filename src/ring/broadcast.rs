@@ -41,7 +41,9 @@
 //! stamp.store(done(seq), Release)     // W2: publishes the data
 //! head.store(seq + 1, Release)
 //! fence(SeqCst)                       // F_p: see "Joining" and wait.rs
-//! joins.load(Relaxed); data.waiters.load(Relaxed)
+//! joins.load(Relaxed)                 // lossless only; if it changed:
+//!     fence(Acquire)                  //   J2: pairs with the joiner's Release J1
+//! data.waiters.load(Relaxed)
 //! ```
 //!
 //! # Reading record `seq`
@@ -70,8 +72,10 @@
 //! # Joining
 //!
 //! A receiver claims a free entry (CAS of the owner word from 0), stores a provisional
-//! cursor `h0 = head`, increments `joins`, executes `fence(SeqCst)` (`F_r`), then reads
-//! `head` again and starts there. Take the producer's fences `F_p` in the total order
+//! cursor `h0 = head`, increments `joins` (`Release`, J1), executes `fence(SeqCst)`
+//! (`F_r`), then reads `head` again and starts there, stores that as its cursor and,
+//! in lossless mode, executes `fence(SeqCst)` (`F_j`) and wakes a producer parked on
+//! `space`. Take the producer's fences `F_p` in the total order
 //! of `SeqCst` fences. Every send whose `F_p` precedes `F_r` published a `head` that
 //! the receiver's second read sees, so it starts after all of them. A send whose `F_p`
 //! follows `F_r` loads `joins` after its fence and sees the increment, so the *next*
@@ -79,6 +83,15 @@
 //! write without gating on the newcomer; it writes sequence `>= start` and overwrites
 //! `seq - capacity < start`. Hence no record `>= start` is overwritten before the
 //! receiver reads it (lossless mode).
+//!
+//! Two details make "rescans and gates" true. (a) A send whose `F_p` *precedes* `F_r`
+//! may also read the new `joins` (nothing forbids it); it then marks the table scanned
+//! and no later send looks again, so that rescan must see the new owner word: the
+//! producer's `fence(Acquire)` (J2) after reading a changed `joins` pairs with the
+//! `Release` increment (J1), which follows the claim and the provisional cursor. (b) A
+//! rescan may see the provisional `h0` and block the producer on it; the final cursor
+//! store is then progress the producer is waiting for, hence `F_j` and the wake.
+//! Both were found by `loom-tests` (`block_join_while_producer_runs`).
 //!
 //! A cursor left by a dead receiver is at most the `head` of its time, never above the
 //! newcomer's, so a stale cursor seen by a rescan between the claim and the store only
@@ -102,7 +115,7 @@
 use bytemuck::Pod;
 
 use super::RingView;
-use crate::layout::{stamp_busy, stamp_done, ReceiverEntry};
+use crate::layout::{stamp_busy, stamp_done, stamp_settled, ReceiverEntry};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, store_words, Ordering};
 
@@ -116,6 +129,24 @@ pub enum Read<T> {
     /// The receiver was lapped and skipped this many records; its cursor now points at
     /// the oldest record that may still be in the ring.
     Lagged(u64),
+}
+
+/// Lossless broadcast: the first sequence number no producer may write yet, given the
+/// receivers' cursors (`u64::MAX` if there is no receiver).
+pub(crate) fn gate_limit(view: &RingView<'_>) -> u64 {
+    let mut min = u64::MAX;
+    for entry in view.receivers {
+        // `Acquire` on both: pairs with the receiver's `Release` cursor store, so its
+        // reads of the slots below its cursor happen before we overwrite them.
+        if entry.owner.load(Ordering::Acquire) != 0 {
+            min = min.min(entry.cursor.load(Ordering::Acquire));
+        }
+    }
+    if min == u64::MAX {
+        u64::MAX
+    } else {
+        min.saturating_add(view.geom.capacity)
+    }
 }
 
 /// The producer's private state.
@@ -162,6 +193,9 @@ impl Producer {
     /// Lossless mode: may the next record be written now? Always `true` in Overwrite.
     #[inline]
     pub fn has_space(&mut self, view: &RingView<'_>) -> bool {
+        if view.unicast {
+            return crate::ring::unicast::slot_free(view, self.next);
+        }
         if !view.lossless {
             return true;
         }
@@ -173,39 +207,14 @@ impl Producer {
 
     /// Recomputes the gating limit from the receiver table.
     fn rescan(&mut self, view: &RingView<'_>) {
-        let mut min = u64::MAX;
-        for entry in view.receivers {
-            // `Acquire` on both: pairs with the receiver's `Release` cursor store, so its
-            // reads of the slots below its cursor happen before we overwrite them.
-            if entry.owner.load(Ordering::Acquire) != 0 {
-                min = min.min(entry.cursor.load(Ordering::Acquire));
-            }
-        }
-        self.limit = if min == u64::MAX {
-            u64::MAX
-        } else {
-            min.saturating_add(view.geom.capacity)
-        };
+        self.limit = gate_limit(view);
         self.stale = false;
     }
 
     /// Lossless mode, while blocked: evicts the receivers holding the producer back
     /// whose processes are dead. Returns how many were evicted.
     pub fn evict_dead(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> usize {
-        let mut evicted = 0;
-        for entry in view.receivers {
-            let owner = entry.owner.load(Ordering::Acquire);
-            if owner == 0 {
-                continue;
-            }
-            let cursor = entry.cursor.load(Ordering::Acquire);
-            if cursor.saturating_add(view.geom.capacity) > self.next {
-                continue; // not what blocks us
-            }
-            if !liveness.is_alive(owner) && evict(view, entry, owner) {
-                evicted += 1;
-            }
-        }
+        let evicted = evict_blocking(view, self.next, liveness);
         if evicted > 0 {
             self.stale = true;
         }
@@ -220,8 +229,10 @@ impl Producer {
         let seq = self.next;
         view.slots[view.geom.stamp_index(seq)].store(stamp_busy(seq), Ordering::Relaxed);
         // W1: a reader that sees any record word stored after this fence also sees the
-        // busy stamp (pairs with the reader's R2).
-        fence(Ordering::Release);
+        // busy stamp (pairs with the reader's R2). `shmchan_weaken = "w1"` drops it.
+        if !cfg!(shmchan_weaken = "w1") {
+            fence(Ordering::Release);
+        }
         seq
     }
 
@@ -230,18 +241,35 @@ impl Producer {
     pub fn commit(&mut self, view: &RingView<'_>) {
         let seq = self.next;
         // W2: pairs with the reader's R1 `Acquire`: the record words are visible to a
-        // reader that sees this stamp.
-        view.slots[view.geom.stamp_index(seq)].store(stamp_done(seq), Ordering::Release);
+        // reader that sees this stamp. (`shmchan_weaken = "w2"`: `Relaxed`.)
+        let w2 = if cfg!(shmchan_weaken = "w2") {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        view.slots[view.geom.stamp_index(seq)].store(stamp_done(seq), w2);
         self.next = seq.wrapping_add(1);
         // `Release`: a receiver that joins or resynchronises at `head` sees the stamps
         // of the records below it.
         view.ctl.head.store(self.next, Ordering::Release);
         // F_p: orders the stores above before the loads below; pairs with the
         // receivers' F_r (join) and F_w (park). See the module doc and wait.rs.
-        fence(Ordering::SeqCst);
+        // (`shmchan_weaken = "f_p"`: `AcqRel`, which does not order a store before a
+        // later load.)
+        fence(if cfg!(shmchan_weaken = "f_p") {
+            Ordering::AcqRel
+        } else {
+            Ordering::SeqCst
+        });
         if view.lossless {
             let joins = view.ctl.membership.joins.load(Ordering::Relaxed);
             if joins != self.joins_seen {
+                // J2: pairs with the joiner's `Release` increment J1, so the rescan
+                // sees its owner word and provisional cursor; see "Joining", (a).
+                // (`shmchan_weaken = "j2"` drops it.)
+                if !cfg!(shmchan_weaken = "j2") {
+                    fence(Ordering::Acquire);
+                }
                 self.joins_seen = joins;
                 self.stale = true;
             }
@@ -288,12 +316,29 @@ impl Consumer {
             }
             entry.cursor.store(h0, Ordering::Relaxed);
             entry.lagged.store(0, Ordering::Relaxed);
-            view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
+            // J1 `Release`: a producer that reads the increment sees the claim and the
+            // provisional cursor above (pairs with its J2); see "Joining", (a).
+            view.ctl.membership.joins.fetch_add(1, Ordering::Release);
             // F_r: pairs with the producer's F_p; see "Joining".
-            fence(Ordering::SeqCst);
+            // (`shmchan_weaken = "f_r"`: `AcqRel`.)
+            fence(if cfg!(shmchan_weaken = "f_r") {
+                Ordering::AcqRel
+            } else {
+                Ordering::SeqCst
+            });
             let start = view.ctl.head.load(Ordering::Acquire);
             // `Release`: pairs with the producer's `Acquire` rescan.
             entry.cursor.store(start, Ordering::Release);
+            if view.lossless {
+                // F_j: a producer that gated on the provisional cursor `h0` may be
+                // asleep on `space`; moving the cursor up to `start` is progress for it,
+                // as in `advance`. Pairs with its F_w; see "Joining", (b).
+                // (`shmchan_weaken = "f_j"` drops the fence and the wake.)
+                if !cfg!(shmchan_weaken = "f_j") {
+                    fence(Ordering::SeqCst);
+                    view.space_parker().wake_if_parked();
+                }
+            }
             return Some(Consumer {
                 index,
                 owner,
@@ -321,28 +366,39 @@ impl Consumer {
     /// Reads the next record if there is one.
     #[inline]
     pub fn try_read<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
-        let seq = self.cursor;
-        let want = stamp_done(seq);
-        let stamp = &view.slots[view.geom.stamp_index(seq)];
-        // R1: pairs with the producer's W2.
-        let s1 = stamp.load(Ordering::Acquire);
-        if s1 < want {
-            return Read::Empty;
-        }
-        if s1 == want {
-            let mut value = T::zeroed();
-            load_words(
-                &view.slots[view.geom.data_range(seq)],
-                bytemuck::bytes_of_mut(&mut value),
-            );
-            // R2: pairs with the producer's W1 (see the module doc).
-            fence(Ordering::Acquire);
-            if stamp.load(Ordering::Relaxed) == want {
-                self.advance(view, seq.wrapping_add(1));
-                return Read::Record(value);
+        // Bounded: each round either returns or skips one settled slot.
+        for _ in 0..=view.geom.capacity {
+            let seq = self.cursor;
+            let want = stamp_done(seq);
+            let stamp = &view.slots[view.geom.stamp_index(seq)];
+            // R1: pairs with the producer's W2.
+            let s1 = stamp.load(Ordering::Acquire);
+            if s1 < want {
+                return Read::Empty;
             }
+            if s1 == want {
+                let mut value = T::zeroed();
+                load_words(
+                    &view.slots[view.geom.data_range(seq)],
+                    bytemuck::bytes_of_mut(&mut value),
+                );
+                // R2: pairs with the producer's W1 (see the module doc).
+                // `shmchan_weaken = "r2"` drops it.
+                if !cfg!(shmchan_weaken = "r2") {
+                    fence(Ordering::Acquire);
+                }
+                if stamp.load(Ordering::Relaxed) == want {
+                    self.advance(view, seq.wrapping_add(1));
+                    return Read::Record(value);
+                }
+            } else if s1 == stamp_settled(seq) {
+                // A `Channel` claim skipped because its producer died: no record.
+                self.advance(view, seq.wrapping_add(1));
+                continue;
+            }
+            return self.resync(view, seq);
         }
-        self.resync(view, seq)
+        Read::Empty
     }
 
     /// Moves the cursor past a lapped record, to the oldest one that may still be in
@@ -374,8 +430,13 @@ impl Consumer {
         // happen before its next write of it.
         self.entry(view).cursor.store(next, Ordering::Release);
         if view.lossless {
-            // Pairs with the producer's F_w when it parks on `space` (wait.rs).
-            fence(Ordering::SeqCst);
+            // F_a: pairs with the producer's F_w when it parks on `space` (wait.rs).
+            // (`shmchan_weaken = "f_a"`: `AcqRel`.)
+            fence(if cfg!(shmchan_weaken = "f_a") {
+                Ordering::AcqRel
+            } else {
+                Ordering::SeqCst
+            });
             view.space_parker().wake_if_parked();
         }
     }
@@ -388,9 +449,35 @@ impl Consumer {
         let _ = entry
             .owner
             .compare_exchange(self.owner, 0, Ordering::Release, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // F_l: pairs with the producer's F_w when it parks on `space`.
+        // (`shmchan_weaken = "f_l"`: `AcqRel`.)
+        fence(if cfg!(shmchan_weaken = "f_l") {
+            Ordering::AcqRel
+        } else {
+            Ordering::SeqCst
+        });
         view.space_parker().wake_if_parked();
     }
+}
+
+/// Lossless broadcast, while a producer is blocked before writing `next`: evicts the
+/// receivers holding it back whose processes are dead. Returns how many.
+pub fn evict_blocking(view: &RingView<'_>, next: u64, liveness: &impl Liveness) -> usize {
+    let mut evicted = 0;
+    for entry in view.receivers {
+        let owner = entry.owner.load(Ordering::Acquire);
+        if owner == 0 {
+            continue;
+        }
+        let cursor = entry.cursor.load(Ordering::Acquire);
+        if cursor.saturating_add(view.geom.capacity) > next {
+            continue; // not what blocks us
+        }
+        if !liveness.is_alive(owner) && evict(view, entry, owner) {
+            evicted += 1;
+        }
+    }
+    evicted
 }
 
 /// Evicts `entry` if it is still held by `owner`. Returns whether this call evicted it.
@@ -473,6 +560,59 @@ pub fn reap_sender(view: &RingView<'_>, owner: u64) -> bool {
         .sender
         .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
+}
+
+/// Reads record `*cursor` into `dst` as a read-only *observer* (`shmchan tail`), and
+/// moves `*cursor` past it. `Read::Record(())` means `dst` holds the record;
+/// `Read::Lagged(n)` that the producer lapped the cursor, which now points at the
+/// oldest record that may still be present.
+///
+/// The same seqlock validation as [`Consumer::try_read`] (a torn or overwritten record
+/// is never reported as one), but the cursor is the caller's own and nothing is stored
+/// to shared memory: the observer takes no receiver entry, never gates a lossless
+/// producer, and works on a read-only mapping. For that last reason each load is a
+/// `Relaxed` load of 8 bytes (defined on read-only memory) followed by a
+/// `fence(Acquire)` where `try_read` has an `Acquire` load: a relaxed load followed by
+/// an acquire fence synchronises with the same release store. `dst` is at most the
+/// record's words long (the caller passes the record size).
+pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()> {
+    // Bounded: each round either returns or skips one settled slot.
+    for _ in 0..=view.geom.capacity {
+        let seq = *cursor;
+        let want = stamp_done(seq);
+        let stamp = &view.slots[view.geom.stamp_index(seq)];
+        let s1 = stamp.load(Ordering::Relaxed);
+        // R1 (relaxed load + acquire fence): pairs with the producer's W2.
+        fence(Ordering::Acquire);
+        if s1 < want {
+            return Read::Empty;
+        }
+        if s1 == want {
+            let words = &view.slots[view.geom.data_range(seq)];
+            let len = dst.len().min(words.len() * 8);
+            load_words(words, &mut dst[..len]);
+            // R2: pairs with the producer's W1, as in `try_read`.
+            fence(Ordering::Acquire);
+            if stamp.load(Ordering::Relaxed) == want {
+                *cursor = seq.wrapping_add(1);
+                return Read::Record(());
+            }
+        } else if s1 == stamp_settled(seq) {
+            // A skipped `Channel` claim (or, in unicast, a consumed record): no record.
+            *cursor = seq.wrapping_add(1);
+            continue;
+        }
+        // Lapped: as `Consumer::resync`, without the shared counters.
+        let head = view.ctl.head.load(Ordering::Relaxed);
+        // Pairs with the producer's `Release` store of `head`.
+        fence(Ordering::Acquire);
+        let next = head
+            .saturating_sub(view.geom.capacity)
+            .max(seq.wrapping_add(1));
+        *cursor = next;
+        return Read::Lagged(next.wrapping_sub(seq));
+    }
+    Read::Empty
 }
 
 #[cfg(all(test, not(loom)))]
@@ -632,5 +772,37 @@ mod tests {
         }
         producer.join().expect("producer");
         assert_eq!(got + skipped, total);
+    }
+
+    #[test]
+    fn an_observer_reads_validated_records_without_touching_the_table() {
+        let ring = HeapRing::new::<[u64; 2]>(4, 2, true);
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        let mut cursor = 0u64;
+        let mut buf = [0u8; 16];
+        assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Empty);
+        for i in 0..3u64 {
+            tx.push(&view, &[i, !i]);
+        }
+        for i in 0..3u64 {
+            assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Record(()));
+            assert_eq!(bytemuck::cast::<[u8; 16], [u64; 2]>(buf), [i, !i]);
+        }
+        assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Empty);
+        // The observer holds no entry: a lossless producer is not gated by it.
+        for i in 3..20u64 {
+            assert!(tx.has_space(&view));
+            tx.push(&view, &[i, !i]);
+        }
+        assert!(view
+            .receivers
+            .iter()
+            .all(|e| e.owner.load(Ordering::Relaxed) == 0));
+        // Lapped: skips to the oldest record still present (20 - 4 = 16).
+        assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Lagged(13));
+        assert_eq!(cursor, 16);
+        assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Record(()));
+        assert_eq!(bytemuck::cast::<[u8; 16], [u64; 2]>(buf), [16, !16]);
     }
 }

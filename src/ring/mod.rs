@@ -4,8 +4,10 @@
 //! waiting is `wait.rs`, and the segment is `segment.rs`.
 
 pub mod broadcast;
+pub mod multi;
+pub mod unicast;
 
-use crate::layout::{Control, Geometry, ReceiverEntry};
+use crate::layout::{Control, Geometry, ProducerEntry, ReceiverEntry};
 use crate::sync::AtomicU64;
 use crate::wait::Parker;
 
@@ -16,18 +18,23 @@ pub struct RingView<'a> {
     pub ctl: &'a Control,
     /// The receiver table.
     pub receivers: &'a [ReceiverEntry],
+    /// The producer table (`Channel`; empty for a `Route`).
+    pub producers: &'a [ProducerEntry],
     /// The slot array, `geom.slot_words()` words.
     pub slots: &'a [AtomicU64],
     /// The slot geometry (computed locally, never read from shared memory).
     pub geom: Geometry,
-    /// `true` for `Overflow::Block`: the producer never overwrites a record a live
-    /// receiver has not read.
+    /// `true` for `Overflow::Block` and for unicast: the producer never overwrites a
+    /// record a live receiver has not read.
     pub lossless: bool,
+    /// `true` for `Mode::Unicast`: each record goes to one receiver, which claims it
+    /// through `ctl.read`; producers gate on the slot being consumed.
+    pub unicast: bool,
 }
 
 impl<'a> RingView<'a> {
     /// Where receivers sleep while the ring is empty.
-    pub(crate) fn data_parker(&self) -> Parker<'a> {
+    pub fn data_parker(&self) -> Parker<'a> {
         Parker {
             seq: &self.ctl.data.seq,
             waiters: &self.ctl.data.waiters,
@@ -35,7 +42,7 @@ impl<'a> RingView<'a> {
     }
 
     /// Where a lossless producer sleeps while the ring is full.
-    pub(crate) fn space_parker(&self) -> Parker<'a> {
+    pub fn space_parker(&self) -> Parker<'a> {
         Parker {
             seq: &self.ctl.space.seq,
             waiters: &self.ctl.space.waiters,
@@ -49,9 +56,11 @@ impl<'a> RingView<'a> {
 pub struct HeapRing {
     ctl: Control,
     receivers: Vec<ReceiverEntry>,
+    producers: Vec<ProducerEntry>,
     slots: Vec<AtomicU64>,
     geom: Geometry,
     lossless: bool,
+    unicast: bool,
 }
 
 #[cfg(any(test, loom))]
@@ -61,6 +70,21 @@ impl HeapRing {
     /// # Panics
     /// If the capacity is not a power of two >= 2 (a test-only constructor).
     pub fn new<T: bytemuck::Pod>(capacity: u64, max_receivers: usize, lossless: bool) -> Self {
+        Self::with_producers::<T>(capacity, max_receivers, 0, lossless, false)
+    }
+
+    /// A zeroed ring with a producer table of `max_producers` entries (a `Channel`),
+    /// in unicast mode if `unicast` (which implies lossless).
+    ///
+    /// # Panics
+    /// If the capacity is not a power of two >= 2 (a test-only constructor).
+    pub fn with_producers<T: bytemuck::Pod>(
+        capacity: u64,
+        max_receivers: usize,
+        max_producers: usize,
+        lossless: bool,
+        unicast: bool,
+    ) -> Self {
         let geom = Geometry::new(capacity, size_of::<T>(), align_of::<T>().min(8))
             .expect("HeapRing: capacity must be a power of two >= 2");
         HeapRing {
@@ -68,9 +92,13 @@ impl HeapRing {
             receivers: (0..max_receivers)
                 .map(|_| ReceiverEntry::default())
                 .collect(),
+            producers: (0..max_producers)
+                .map(|_| ProducerEntry::default())
+                .collect(),
             slots: (0..geom.slot_words()).map(|_| AtomicU64::new(0)).collect(),
             geom,
-            lossless,
+            lossless: lossless || unicast,
+            unicast,
         }
     }
 
@@ -79,9 +107,11 @@ impl HeapRing {
         RingView {
             ctl: &self.ctl,
             receivers: &self.receivers,
+            producers: &self.producers,
             slots: &self.slots,
             geom: self.geom,
             lossless: self.lossless,
+            unicast: self.unicast,
         }
     }
 }

@@ -1,0 +1,288 @@
+//! Unicast (`Mode::Unicast`): each record goes to exactly one receiver, a work queue.
+//!
+//! Producers write slots exactly as in broadcast (`Producer` for a `Route`,
+//! `SharedProducer` for a `Channel`), with the stamps of `layout.rs`. Receivers share
+//! one read cursor, `ctl.read`, instead of having one each.
+//!
+//! # Taking record `r`
+//!
+//! ```text
+//! r = read.load(Acquire)
+//! stamp(r).load(Acquire) == done(r)?      // R1: pairs with the producer's W2
+//! entry.claim.store(r + 1, Relaxed)       // C1: who is taking r, for rescuers
+//! read.CAS(r, r + 1, AcqRel)              // C2: exclusive among takers
+//! copy the record words (Relaxed)
+//! stamp.CAS(done(r), settled(r), AcqRel)  // C3: consumed; Release pairs with the
+//!                                          //     producer's Acquire slot check
+//! entry.claim.store(0, Release)
+//! fence(SeqCst); wake a producer parked on `space`
+//! ```
+//!
+//! A stamp `settled(r)` at the read cursor is a claim skipped because its producer
+//! died (`multi.rs`): takers move `read` past it.
+//!
+//! # Gating
+//!
+//! A producer may write `seq` when the slot's previous record `seq - capacity` is
+//! settled ([`slot_free`]); no receiver cursor is involved, so a dead receiver never
+//! blocks the producer, and no record is overwritten before it is consumed.
+//!
+//! # A receiver that dies holding a record
+//!
+//! Between C2 and C3 the record belongs to one receiver. If that process dies there,
+//! the record is not lost: it stays `done(r)` below the read cursor, and a receiver
+//! that is idle ([`Worker::rescue`], once a liveness tick) looks for such orphans in
+//! the last lap, checks that no live receiver claims them (C1 precedes C2, so the
+//! claim of a live taker is visible to anyone who read `read` past `r`), copies the
+//! record and settles it with the same CAS C3. Whoever wins C3 delivers the record, so
+//! it is delivered exactly once; a taker that died after C3 had already returned it.
+//! Rescues are counted in `membership.rescued`.
+
+use bytemuck::Pod;
+
+use super::RingView;
+use crate::layout::{stamp_done, stamp_settled, ReceiverEntry, Stamp};
+use crate::process::Liveness;
+use crate::sync::{fence, load_words, Ordering};
+
+/// Whether the slot of `seq` may be written: its previous record was consumed or
+/// skipped, or it was never used.
+#[inline]
+pub fn slot_free(view: &RingView<'_>, seq: u64) -> bool {
+    // `Acquire`: pairs with the taker's C3, so its copy happens before our overwrite.
+    match Stamp::decode(view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire)) {
+        Stamp::Empty | Stamp::Settled(_) => true,
+        // An unconsumed or half-written older record: wait. A stamp at or beyond `seq`
+        // (our own abandoned loan, or a corrupt value) does not block.
+        Stamp::Done(s) | Stamp::Busy(s) => s >= seq,
+    }
+}
+
+/// A unicast receiver's private state.
+#[derive(Debug)]
+pub struct Worker {
+    index: usize,
+    owner: u64,
+}
+
+impl Worker {
+    /// Takes a free entry of the receiver table. `None` if it is full.
+    pub fn join(view: &RingView<'_>, owner: u64) -> Option<Worker> {
+        for (index, entry) in view.receivers.iter().enumerate() {
+            if entry.owner.load(Ordering::Relaxed) != 0 {
+                continue;
+            }
+            if entry
+                .owner
+                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                entry.claim.store(0, Ordering::Relaxed);
+                entry
+                    .cursor
+                    .store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
+                view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
+                return Some(Worker { index, owner });
+            }
+        }
+        None
+    }
+
+    fn entry<'a>(&self, view: &RingView<'a>) -> &'a ReceiverEntry {
+        &view.receivers[self.index]
+    }
+
+    /// Whether the entry was taken from this receiver.
+    pub fn is_evicted(&self, view: &RingView<'_>) -> bool {
+        self.entry(view).owner.load(Ordering::Relaxed) != self.owner
+    }
+
+    /// Sequence number of the next record any receiver will take.
+    pub fn read_cursor(view: &RingView<'_>) -> u64 {
+        view.ctl.read.load(Ordering::Relaxed)
+    }
+
+    /// Takes the next record if one is published.
+    pub fn try_take<T: Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
+        let entry = self.entry(view);
+        let read = &view.ctl.read;
+        // Bounded: each round takes a record, skips a settled claim, or loses a race
+        // to another taker (who then made progress).
+        for _ in 0..=view.geom.capacity.saturating_mul(4) {
+            let r = read.load(Ordering::Acquire);
+            let stamp = &view.slots[view.geom.stamp_index(r)];
+            // R1: pairs with the producer's W2.
+            let current = stamp.load(Ordering::Acquire);
+            if current == stamp_done(r) {
+                // C1, then C2.
+                entry.claim.store(r.wrapping_add(1), Ordering::Relaxed);
+                if read
+                    .compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                entry.cursor.store(r.wrapping_add(1), Ordering::Relaxed);
+                let mut value = T::zeroed();
+                load_words(
+                    &view.slots[view.geom.data_range(r)],
+                    bytemuck::bytes_of_mut(&mut value),
+                );
+                let ours = settle(view, entry, r);
+                if ours {
+                    return Some(value);
+                }
+                continue;
+            }
+            let skip = current == stamp_settled(r)
+                // A stamp past anything `r` can have is corrupt: step over it.
+                || current > stamp_settled(r);
+            if !skip {
+                return None;
+            }
+            let _ =
+                read.compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Idle-time recovery: delivers a record that a receiver took and died with.
+    pub fn rescue<T: Pod>(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> Option<T> {
+        let entry = self.entry(view);
+        // `Acquire`: pairs with the takers' C2, so their C1 claims are visible.
+        let read = view.ctl.read.load(Ordering::Acquire);
+        let lap = read.saturating_sub(view.geom.capacity);
+        for seq in lap..read {
+            let stamp = &view.slots[view.geom.stamp_index(seq)];
+            if stamp.load(Ordering::Acquire) != stamp_done(seq) {
+                continue;
+            }
+            let taken_by_live = view.receivers.iter().any(|e| {
+                e.claim.load(Ordering::Acquire) == seq.wrapping_add(1) && {
+                    let owner = e.owner.load(Ordering::Acquire);
+                    owner != 0 && liveness.is_alive(owner)
+                }
+            });
+            if taken_by_live {
+                continue;
+            }
+            entry.claim.store(seq.wrapping_add(1), Ordering::Relaxed);
+            let mut value = T::zeroed();
+            load_words(
+                &view.slots[view.geom.data_range(seq)],
+                bytemuck::bytes_of_mut(&mut value),
+            );
+            if settle(view, entry, seq) {
+                view.ctl.membership.rescued.fetch_add(1, Ordering::Relaxed);
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Gives the entry back.
+    pub fn leave(&self, view: &RingView<'_>) {
+        let entry = self.entry(view);
+        entry.claim.store(0, Ordering::Relaxed);
+        let _ = entry
+            .owner
+            .compare_exchange(self.owner, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// C3: marks record `seq` consumed, releases the claim and wakes a waiting producer.
+/// Returns whether this receiver's CAS settled it (and so delivers it).
+fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64) -> bool {
+    let stamp = &view.slots[view.geom.stamp_index(seq)];
+    // `AcqRel`: `Release` pairs with the producer's `Acquire` slot check (our copy
+    // happens before its overwrite).
+    let ours = stamp
+        .compare_exchange(
+            stamp_done(seq),
+            stamp_settled(seq),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    entry.claim.store(0, Ordering::Release);
+    // Pairs with the producer's F_w when it parks on `space` (wait.rs).
+    fence(Ordering::SeqCst);
+    view.space_parker().wake_if_parked();
+    ours
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::broadcast::Producer;
+    use crate::ring::HeapRing;
+
+    struct Dead(u64);
+    impl Liveness for Dead {
+        fn is_alive(&self, owner: u64) -> bool {
+            owner != self.0
+        }
+    }
+
+    #[test]
+    fn each_record_goes_to_one_receiver_and_the_producer_waits_for_consumption() {
+        let ring = HeapRing::with_producers::<u64>(4, 2, 0, true, true);
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        let mut a = Worker::join(&view, 1).expect("a");
+        let mut b = Worker::join(&view, 2).expect("b");
+        for i in 0..4u64 {
+            assert!(tx.has_space(&view));
+            tx.push(&view, &i);
+        }
+        assert!(!tx.has_space(&view), "nothing consumed yet");
+        assert_eq!(a.try_take::<u64>(&view), Some(0));
+        assert_eq!(b.try_take::<u64>(&view), Some(1));
+        assert!(tx.has_space(&view));
+        tx.push(&view, &4);
+        let rest: Vec<u64> = std::iter::from_fn(|| a.try_take::<u64>(&view)).collect();
+        assert_eq!(rest, [2, 3, 4]);
+        assert_eq!(b.try_take::<u64>(&view), None);
+    }
+
+    #[test]
+    fn a_record_taken_by_a_receiver_that_died_is_rescued_once() {
+        let ring = HeapRing::with_producers::<u64>(4, 3, 0, true, true);
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        tx.push(&view, &41);
+        tx.push(&view, &42);
+        // Receiver 1 claims record 0 (C1, C2) and dies before settling it.
+        let entry = &view.receivers[0];
+        let _dead = Worker::join(&view, 1).expect("dead");
+        entry.claim.store(1, Ordering::Relaxed);
+        assert!(view
+            .ctl
+            .read
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok());
+        let mut b = Worker::join(&view, 2).expect("b");
+        let mut c = Worker::join(&view, 3).expect("c");
+        assert_eq!(b.try_take::<u64>(&view), Some(42));
+        // Not while its taker is alive...
+        assert_eq!(b.rescue::<u64>(&view, &Dead(0)), None);
+        // ...but once it is dead, exactly one rescuer delivers it.
+        assert_eq!(b.rescue::<u64>(&view, &Dead(1)), Some(41));
+        assert_eq!(c.rescue::<u64>(&view, &Dead(1)), None);
+        assert_eq!(view.ctl.membership.rescued.load(Ordering::Relaxed), 1);
+        assert!(slot_free(&view, 4), "the rescued slot is free again");
+    }
+
+    #[test]
+    fn skipped_claims_are_stepped_over() {
+        let ring = HeapRing::with_producers::<u64>(4, 1, 0, true, true);
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        tx.push(&view, &1);
+        view.slots[view.geom.stamp_index(0)].store(stamp_settled(0), Ordering::Relaxed);
+        tx.push(&view, &2);
+        let mut a = Worker::join(&view, 1).expect("a");
+        assert_eq!(a.try_take::<u64>(&view), Some(2));
+        assert_eq!(Worker::read_cursor(&view), 2);
+    }
+}
