@@ -234,7 +234,8 @@ impl Segment {
         let base = self.map.as_ptr();
         // SAFETY: the mapping is `layout.total_len` bytes (checked against the file
         // size before mapping), page aligned, and lives as long as `&self`. The control
-        // block, receiver table and slot array lie inside it at offsets aligned for
+        // block, the receiver and producer tables and the slot array lie inside it (the
+        // layout computed them from this side's own options) at offsets aligned for
         // their types (asserted at compile time / computed by `Layout`). They consist
         // only of atomics, valid for any bit pattern, and every process (including
         // this one) accesses that memory only through atomic operations, so shared

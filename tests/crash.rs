@@ -59,6 +59,24 @@ impl Rng {
     }
 }
 
+/// The segment of the hostile-peer test, as its children open it (OVERFLOW).
+fn hostile_builder(name: &str) -> shmchan::Builder<Rec> {
+    let overflow = if var("OVERFLOW") == "block" {
+        Overflow::Block
+    } else {
+        Overflow::Overwrite
+    };
+    Route::<Rec>::builder(name)
+        .capacity(64)
+        .overflow(overflow)
+        .wait(Wait::Block)
+}
+
+/// How long the hostile-peer test's children run (DURATION_MS).
+fn hostile_duration() -> Duration {
+    Duration::from_millis(var("DURATION_MS").parse().expect("DURATION_MS"))
+}
+
 fn seq_of(generation: u64, i: u64) -> u64 {
     generation << 32 | i
 }
@@ -153,18 +171,7 @@ fn child() {
         // Sends for DURATION_MS while a hostile peer scribbles on the segment; any
         // error is acceptable, a panic or a hang is not.
         "hostile-sender" => {
-            let overflow = if var("OVERFLOW") == "block" {
-                Overflow::Block
-            } else {
-                Overflow::Overwrite
-            };
-            let duration = Duration::from_millis(var("DURATION_MS").parse().expect("DURATION_MS"));
-            let builder = || {
-                Route::<Rec>::builder(&name)
-                    .capacity(64)
-                    .overflow(overflow)
-                    .wait(Wait::Block)
-            };
+            let (builder, duration) = (|| hostile_builder(&name), hostile_duration());
             let mut tx = builder().sender().expect("open sender");
             println!("READY");
             let end = Instant::now() + duration;
@@ -185,18 +192,7 @@ fn child() {
             println!("SENDER sent={sent} errors={errors}");
         }
         "hostile-receiver" => {
-            let overflow = if var("OVERFLOW") == "block" {
-                Overflow::Block
-            } else {
-                Overflow::Overwrite
-            };
-            let duration = Duration::from_millis(var("DURATION_MS").parse().expect("DURATION_MS"));
-            let builder = || {
-                Route::<Rec>::builder(&name)
-                    .capacity(64)
-                    .overflow(overflow)
-                    .wait(Wait::Block)
-            };
+            let (builder, duration) = (|| hostile_builder(&name), hostile_duration());
             let mut rx = builder().receiver().expect("open receiver");
             println!("READY");
             let end = Instant::now() + duration;

@@ -8,7 +8,7 @@ pub mod multi;
 pub mod unicast;
 
 use crate::layout::{Control, Geometry, ProducerEntry, ReceiverEntry};
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::Parker;
 
 /// Borrowed views of the shared structures of one ring.
@@ -48,6 +48,23 @@ impl<'a> RingView<'a> {
             waiters: &self.ctl.space.waiters,
         }
     }
+}
+
+/// Takes the first free entry of a table (receivers or producers) for `owner`: CAS of
+/// its owner word from 0. Returns its index, or `None` if every entry is held.
+pub(crate) fn claim_free<E>(
+    entries: &[E],
+    owner: u64,
+    owner_of: impl Fn(&E) -> &AtomicU64,
+) -> Option<usize> {
+    entries.iter().position(|entry| {
+        let word = owner_of(entry);
+        // `Acquire` on success: we see the previous owner's last stores.
+        word.load(Ordering::Relaxed) == 0
+            && word
+                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    })
 }
 
 /// Heap-allocated ring memory, for tests and loom models.

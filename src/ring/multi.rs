@@ -51,7 +51,7 @@ use bytemuck::Pod;
 
 use super::broadcast::gate_limit;
 use super::unicast::slot_free;
-use super::RingView;
+use super::{claim_free, RingView};
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
 use crate::process::Liveness;
 use crate::sync::{fence, spin_hint, store_words, Ordering};
@@ -75,34 +75,22 @@ pub struct SharedProducer {
 impl SharedProducer {
     /// Takes a free entry of the producer table. `None` if it is full.
     pub fn join(view: &RingView<'_>, owner: u64) -> Option<SharedProducer> {
-        for (index, entry) in view.producers.iter().enumerate() {
-            if entry.owner.load(Ordering::Relaxed) != 0 {
-                continue;
-            }
-            // `Acquire` on success: we see the previous owner's last stores.
-            if entry
-                .owner
-                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            entry.claim.store(0, Ordering::Relaxed);
-            entry.records.store(0, Ordering::Relaxed);
-            let membership = &view.ctl.membership;
-            // `Release`: a receiver that counts us (`Acquire`) sees our entry.
-            membership.producers.fetch_add(1, Ordering::Release);
-            membership.sender_attaches.fetch_add(1, Ordering::Release);
-            return Some(SharedProducer {
-                index,
-                owner,
-                seq: 0,
-                limit: 0,
-                joins_seen: 0,
-                stale: true,
-            });
-        }
-        None
+        let index = claim_free(view.producers, owner, |p| &p.owner)?;
+        let entry = &view.producers[index];
+        entry.claim.store(0, Ordering::Relaxed);
+        entry.records.store(0, Ordering::Relaxed);
+        let membership = &view.ctl.membership;
+        // `Release`: a receiver that counts us (`Acquire`) sees our entry.
+        membership.producers.fetch_add(1, Ordering::Release);
+        membership.sender_attaches.fetch_add(1, Ordering::Release);
+        Some(SharedProducer {
+            index,
+            owner,
+            seq: 0,
+            limit: 0,
+            joins_seen: 0,
+            stale: true,
+        })
     }
 
     fn entry<'a>(&self, view: &RingView<'a>) -> &'a ProducerEntry {

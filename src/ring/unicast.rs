@@ -40,7 +40,7 @@
 
 use bytemuck::Pod;
 
-use super::RingView;
+use super::{claim_free, RingView};
 use crate::layout::{stamp_done, stamp_settled, ReceiverEntry, Stamp};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, Ordering};
@@ -68,24 +68,12 @@ pub struct Worker {
 impl Worker {
     /// Takes a free entry of the receiver table. `None` if it is full.
     pub fn join(view: &RingView<'_>, owner: u64) -> Option<Worker> {
-        for (index, entry) in view.receivers.iter().enumerate() {
-            if entry.owner.load(Ordering::Relaxed) != 0 {
-                continue;
-            }
-            if entry
-                .owner
-                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                entry.claim.store(0, Ordering::Relaxed);
-                entry
-                    .cursor
-                    .store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
-                view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
-                return Some(Worker { index, owner });
-            }
-        }
-        None
+        let index = claim_free(view.receivers, owner, |e| &e.owner)?;
+        let entry = &view.receivers[index];
+        entry.claim.store(0, Ordering::Relaxed);
+        entry.cursor.store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
+        view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
+        Some(Worker { index, owner })
     }
 
     fn entry<'a>(&self, view: &RingView<'a>) -> &'a ReceiverEntry {
