@@ -71,7 +71,9 @@ impl Worker {
         let index = claim_free(view.receivers, owner, |e| &e.owner)?;
         let entry = &view.receivers[index];
         entry.claim.store(0, Ordering::Relaxed);
-        entry.cursor.store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
+        entry
+            .cursor
+            .store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
         view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
         Some(Worker { index, owner })
     }
