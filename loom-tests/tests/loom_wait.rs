@@ -1,0 +1,105 @@
+//! The futex wait/wake protocol (`src/wait.rs`): the library's own `wait_for` with
+//! `Wait::Block` against `Producer::commit`, on the loom-modelled futex, which sleeps
+//! until woken (no timeout), so a lost wake-up is a loom deadlock.
+#![cfg(loom)]
+
+use loom::sync::atomic::Ordering;
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::{rec, seq_of, Rec};
+use shmchan::ring::broadcast::{Consumer, Producer, Read};
+use shmchan::ring::HeapRing;
+use shmchan::wait::wait_for;
+use shmchan::Wait;
+
+const CAPACITY: u64 = 2;
+
+/// Waits for one record with `strategy`; returns it and how many times `wait_for`
+/// polled (a plain local count: no extra shared state for loom to explore).
+fn recv_one(rx: &mut Consumer, ring: &HeapRing, strategy: Wait) -> (Rec, usize) {
+    let view = ring.view();
+    let mut polls = 0;
+    let got = wait_for(strategy, None, view.data_parker(), |_| {
+        polls += 1;
+        match rx.try_read::<Rec>(&view) {
+            Read::Empty => None,
+            other => Some(other),
+        }
+    })
+    .expect("no deadline");
+    match got {
+        Read::Record(r) => (r, polls),
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+/// A receiver that finds the ring empty parks (`Wait::Block`) while the producer
+/// publishes one record: whatever the interleaving, it wakes and gets the record
+/// (F_w against F_p). The producer wakes only a registered waiter: if it made the
+/// wake call (the futex word was bumped), the receiver had registered, which
+/// `wait_for` does only after its first poll failed; and `waiters` is back to 0.
+#[test]
+fn parked_receiver_always_wakes() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        let mut rx = Consumer::join(&ring.view(), 1).expect("join");
+        let receiver = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || recv_one(&mut rx, &ring, Wait::Block))
+        };
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        tx.push(&view, &rec(0));
+        let (got, polls) = receiver.join().expect("receiver");
+        assert_eq!(seq_of(got), 0);
+        let data = &view.ctl.data;
+        let wakes = data.seq.load(Ordering::Relaxed);
+        assert!(wakes <= 1);
+        if wakes == 1 {
+            assert!(polls >= 2, "woke a receiver that never registered");
+        }
+        assert_eq!(data.waiters.load(Ordering::Relaxed), 0);
+    });
+}
+
+/// Two receivers park for the same record: one `wake` wakes both.
+#[test]
+fn two_parked_receivers_both_wake() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 2, false));
+        let receivers: Vec<_> = (1..=2)
+            .map(|owner| {
+                let mut rx = Consumer::join(&ring.view(), owner).expect("join");
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || recv_one(&mut rx, &ring, Wait::Block))
+            })
+            .collect();
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        tx.push(&view, &rec(0));
+        for r in receivers {
+            assert_eq!(seq_of(r.join().expect("receiver").0), 0);
+        }
+        assert_eq!(view.ctl.data.waiters.load(Ordering::Relaxed), 0);
+    });
+}
+
+/// A spinning receiver (`Wait::Spin`) never registers, so the producer never makes the
+/// wake call: the hot path stays free of system calls while nobody sleeps.
+#[test]
+fn no_wake_when_nobody_parks() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        let mut rx = Consumer::join(&ring.view(), 1).expect("join");
+        let receiver = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || recv_one(&mut rx, &ring, Wait::Spin))
+        };
+        let view = ring.view();
+        let mut tx = Producer::attach(&view);
+        tx.push(&view, &rec(0));
+        assert_eq!(seq_of(receiver.join().expect("receiver").0), 0);
+        assert_eq!(view.ctl.data.seq.load(Ordering::Relaxed), 0, "a wake call");
+        assert_eq!(view.ctl.data.waiters.load(Ordering::Relaxed), 0);
+    });
+}
