@@ -114,7 +114,7 @@
 
 use bytemuck::Pod;
 
-use super::RingView;
+use super::{claim_free, RingView};
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ReceiverEntry};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, store_words, Ordering};
@@ -302,50 +302,38 @@ impl Consumer {
     /// receiver at the current head. `None` if the table is full.
     pub fn join(view: &RingView<'_>, owner: u64) -> Option<Consumer> {
         let h0 = view.ctl.head.load(Ordering::Acquire);
-        for (index, entry) in view.receivers.iter().enumerate() {
-            if entry.owner.load(Ordering::Relaxed) != 0 {
-                continue;
+        let index = claim_free(view.receivers, owner, |e| &e.owner)?;
+        let entry = &view.receivers[index];
+        entry.cursor.store(h0, Ordering::Relaxed);
+        entry.lagged.store(0, Ordering::Relaxed);
+        // J1 `Release`: a producer that reads the increment sees the claim and the
+        // provisional cursor above (pairs with its J2); see "Joining", (a).
+        view.ctl.membership.joins.fetch_add(1, Ordering::Release);
+        // F_r: pairs with the producer's F_p; see "Joining".
+        // (`shmchan_weaken = "f_r"`: `AcqRel`.)
+        fence(if cfg!(shmchan_weaken = "f_r") {
+            Ordering::AcqRel
+        } else {
+            Ordering::SeqCst
+        });
+        let start = view.ctl.head.load(Ordering::Acquire);
+        // `Release`: pairs with the producer's `Acquire` rescan.
+        entry.cursor.store(start, Ordering::Release);
+        if view.lossless {
+            // F_j: a producer that gated on the provisional cursor `h0` may be asleep on
+            // `space`; moving the cursor up to `start` is progress for it, as in
+            // `advance`. Pairs with its F_w; see "Joining", (b).
+            // (`shmchan_weaken = "f_j"` drops the fence and the wake.)
+            if !cfg!(shmchan_weaken = "f_j") {
+                fence(Ordering::SeqCst);
+                view.space_parker().wake_if_parked();
             }
-            // `Acquire` on success: we see the previous owner's last stores.
-            if entry
-                .owner
-                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            entry.cursor.store(h0, Ordering::Relaxed);
-            entry.lagged.store(0, Ordering::Relaxed);
-            // J1 `Release`: a producer that reads the increment sees the claim and the
-            // provisional cursor above (pairs with its J2); see "Joining", (a).
-            view.ctl.membership.joins.fetch_add(1, Ordering::Release);
-            // F_r: pairs with the producer's F_p; see "Joining".
-            // (`shmchan_weaken = "f_r"`: `AcqRel`.)
-            fence(if cfg!(shmchan_weaken = "f_r") {
-                Ordering::AcqRel
-            } else {
-                Ordering::SeqCst
-            });
-            let start = view.ctl.head.load(Ordering::Acquire);
-            // `Release`: pairs with the producer's `Acquire` rescan.
-            entry.cursor.store(start, Ordering::Release);
-            if view.lossless {
-                // F_j: a producer that gated on the provisional cursor `h0` may be
-                // asleep on `space`; moving the cursor up to `start` is progress for it,
-                // as in `advance`. Pairs with its F_w; see "Joining", (b).
-                // (`shmchan_weaken = "f_j"` drops the fence and the wake.)
-                if !cfg!(shmchan_weaken = "f_j") {
-                    fence(Ordering::SeqCst);
-                    view.space_parker().wake_if_parked();
-                }
-            }
-            return Some(Consumer {
-                index,
-                owner,
-                cursor: start,
-            });
         }
-        None
+        Some(Consumer {
+            index,
+            owner,
+            cursor: start,
+        })
     }
 
     /// Sequence number of the next record this receiver will read.
