@@ -32,6 +32,10 @@ weakenings=(
     "f_j|loom_broadcast_block|block_join_while_producer_runs|deadlock"
     "f_a|loom_broadcast_block|block_two_receivers_no_loss|deadlock"
     "f_l|loom_broadcast_block|block_leave_while_producer_blocked|deadlock"
+    "mp_w1|loom_channel|channel_overwrite_two_producers|torn"
+    "mp_w2|loom_channel|channel_block_two_producers|lost, duplicated or reordered"
+    "mp_claim|loom_channel|channel_preempted_claim_is_resent|skipped claim"
+    "uc_r1|loom_unicast|unicast_route_two_workers|lost or duplicated"
 )
 
 start=$SECONDS

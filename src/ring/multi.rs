@@ -137,15 +137,16 @@ impl SharedProducer {
             entry.claim.store(head.wrapping_add(1), Ordering::Relaxed);
             // `AcqRel`: `Release` makes the intent visible to whoever reads `head` past
             // it; `Acquire` orders our slot accesses after the claim.
+            // (`shmchan_weaken = "mp_claim"`: `Acquire`, the intent unpublished.)
+            let claim = if cfg!(shmchan_weaken = "mp_claim") {
+                Ordering::Acquire
+            } else {
+                Ordering::AcqRel
+            };
             if view
                 .ctl
                 .head
-                .compare_exchange_weak(
-                    head,
-                    head.wrapping_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange_weak(head, head.wrapping_add(1), claim, Ordering::Relaxed)
                 .is_ok()
             {
                 self.seq = head;
@@ -189,8 +190,11 @@ impl SharedProducer {
             }
         }
         // W1: a reader that sees any record word stored after this fence also sees the
-        // busy stamp (pairs with its R2; see broadcast.rs).
-        fence(Ordering::Release);
+        // busy stamp (pairs with its R2; see broadcast.rs). (`shmchan_weaken = "mp_w1"`
+        // drops it.)
+        if !cfg!(shmchan_weaken = "mp_w1") {
+            fence(Ordering::Release);
+        }
         true
     }
 
@@ -209,14 +213,14 @@ impl SharedProducer {
         let seq = self.seq;
         let entry = self.entry(view);
         // W2: `Release` pairs with the reader's R1. A CAS, not a store: a receiver may
-        // have skipped this claim.
+        // have skipped this claim. (`shmchan_weaken = "mp_w2"`: `Relaxed`.)
+        let w2 = if cfg!(shmchan_weaken = "mp_w2") {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
         let published = view.slots[view.geom.stamp_index(seq)]
-            .compare_exchange(
-                stamp_busy(seq),
-                stamp_done(seq),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(stamp_busy(seq), stamp_done(seq), w2, Ordering::Relaxed)
             .is_ok();
         entry.claim.store(0, Ordering::Relaxed);
         if published {

@@ -45,13 +45,21 @@ use crate::layout::{stamp_done, stamp_settled, ReceiverEntry, Stamp};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, Ordering};
 
-/// Whether the slot of `seq` may be written: its previous record was consumed or
-/// skipped, or it was never used.
+/// Whether the slot of `seq` may be written: its previous record, `seq - capacity`,
+/// was consumed or skipped, or (first lap) the slot was never used.
+///
+/// The previous record itself, not just "some settled record": with several producers
+/// the claim of `seq - capacity` may still be unwritten when `seq` is claimed, its slot
+/// then still showing a lap-older settled stamp (or nothing). Gating on that would let
+/// the claimer of `seq` overwrite record `seq - capacity` once it is published and
+/// before anyone took it (found by `loom-tests`, `unicast_channel_*`).
 #[inline]
 pub fn slot_free(view: &RingView<'_>, seq: u64) -> bool {
     // `Acquire`: pairs with the taker's C3, so its copy happens before our overwrite.
+    let previous = seq.checked_sub(view.geom.capacity);
     match Stamp::decode(view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire)) {
-        Stamp::Empty | Stamp::Settled(_) => true,
+        Stamp::Empty => previous.is_none(),
+        Stamp::Settled(s) => previous.is_none_or(|p| s >= p),
         // An unconsumed or half-written older record: wait. A stamp at or beyond `seq`
         // (our own abandoned loan, or a corrupt value) does not block.
         Stamp::Done(s) | Stamp::Busy(s) => s >= seq,
@@ -101,15 +109,25 @@ impl Worker {
         for _ in 0..=view.geom.capacity.saturating_mul(4) {
             let r = read.load(Ordering::Acquire);
             let stamp = &view.slots[view.geom.stamp_index(r)];
-            // R1: pairs with the producer's W2.
-            let current = stamp.load(Ordering::Acquire);
+            // R1: pairs with the producer's W2. (`shmchan_weaken = "uc_r1"`: `Relaxed`.)
+            let current = stamp.load(if cfg!(shmchan_weaken = "uc_r1") {
+                Ordering::Relaxed
+            } else {
+                Ordering::Acquire
+            });
             if current == stamp_done(r) {
-                // C1, then C2.
+                // C1, then C2. `AcqRel`: the `Release` half publishes C1 to a rescuer
+                // that reads `read` past `r`.
                 entry.claim.store(r.wrapping_add(1), Ordering::Relaxed);
                 if read
                     .compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
+                    // Lost `r` to another taker: withdraw C1. Left in place, the claim
+                    // of a live receiver would vouch for `r`, and if its real taker died
+                    // no rescuer would touch it (found by `loom-tests`,
+                    // `unicast_taker_dies_racing_a_live_taker`).
+                    entry.claim.store(0, Ordering::Relaxed);
                     continue;
                 }
                 entry.cursor.store(r.wrapping_add(1), Ordering::Relaxed);
