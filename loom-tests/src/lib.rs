@@ -20,10 +20,25 @@
 #![cfg(loom)]
 
 use bytemuck::Pod;
+use shmchan::process::Liveness;
 use shmchan::ring::broadcast::{Consumer, Producer, Read};
 use shmchan::ring::RingView;
 use shmchan::wait::wait_for;
 use shmchan::Wait;
+
+/// A liveness oracle under which exactly the process with owner word `.0` is dead
+/// (`Dead(0)`: everyone is alive).
+#[derive(Debug, Clone, Copy)]
+pub struct Dead(pub u64);
+
+impl Liveness for Dead {
+    fn is_alive(&self, owner: u64) -> bool {
+        owner != self.0
+    }
+}
+
+/// Everyone alive.
+pub const ALL_ALIVE: Dead = Dead(0);
 
 /// The record of the models: two words, both `seq + 1` for record `seq`, so a torn copy
 /// (words of two records) and a never-written slot (zeros) are both recognisable.

@@ -10,24 +10,12 @@ use bytemuck::Pod;
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use shmchan::process::Liveness;
+use loom_tests::{Dead, ALL_ALIVE};
 use shmchan::ring::broadcast::{Consumer, Read};
 use shmchan::ring::multi::{reap_dead_producers, resolve_stall, SharedProducer};
 use shmchan::ring::{HeapRing, RingView};
 use shmchan::wait::wait_for;
 use shmchan::Wait;
-
-/// A liveness oracle under which exactly the process with owner word `.0` is dead
-/// (`Dead(0)`: everyone is alive).
-struct Dead(u64);
-
-impl Liveness for Dead {
-    fn is_alive(&self, owner: u64) -> bool {
-        owner != self.0
-    }
-}
-
-const ALL_ALIVE: Dead = Dead(0);
 
 /// Owner word of producer `p` (0-based); receivers are 100 and up.
 fn owner(p: usize) -> u64 {

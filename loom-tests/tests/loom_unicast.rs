@@ -9,26 +9,14 @@
 use loom::sync::atomic::{fence, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::{Dead, ALL_ALIVE};
 use shmchan::layout::stamp_done;
-use shmchan::process::Liveness;
 use shmchan::ring::broadcast::Producer;
 use shmchan::ring::multi::SharedProducer;
 use shmchan::ring::unicast::Worker;
 use shmchan::ring::{HeapRing, RingView};
 use shmchan::wait::wait_for;
 use shmchan::Wait;
-
-/// A liveness oracle under which exactly the process with owner word `.0` is dead
-/// (`Dead(0)`: everyone is alive).
-struct Dead(u64);
-
-impl Liveness for Dead {
-    fn is_alive(&self, owner: u64) -> bool {
-        owner != self.0
-    }
-}
-
-const ALL_ALIVE: Dead = Dead(0);
 
 /// Records are single words, `seq + 1` for the `Route` models (0 is a never-written
 /// slot): a unicast slot is never rewritten while a worker copies it, so tearing is
