@@ -131,9 +131,64 @@ pub enum Read<T> {
     Lagged(u64),
 }
 
+/// A lossless broadcast producer's cached view of the receivers' cursors (rtrb's
+/// "possibly full, then really full"): records below `limit` may be written without
+/// looking at the receiver table, which is rescanned only at the limit, after a join
+/// or after an eviction. Shared by the single producer and `multi::SharedProducer`.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    /// Records `< limit` may be written without looking at the table.
+    limit: u64,
+    /// Value of `joins` when the table was last scanned.
+    joins_seen: u64,
+    /// A receiver joined (or was evicted) since the last scan.
+    stale: bool,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Gate {
+        Gate {
+            limit: 0,
+            joins_seen: 0,
+            stale: true,
+        }
+    }
+
+    /// Whether record `seq` may be written now.
+    #[inline]
+    pub(crate) fn admits(&mut self, view: &RingView<'_>, seq: u64) -> bool {
+        if self.stale || seq >= self.limit {
+            self.limit = gate_limit(view);
+            self.stale = false;
+        }
+        seq < self.limit
+    }
+
+    /// The table changed (an eviction): rescan before the next record.
+    pub(crate) fn invalidate(&mut self) {
+        self.stale = true;
+    }
+
+    /// Called after the producer's F_p: notes a join, so the next record rescans.
+    #[inline]
+    pub(crate) fn note_joins(&mut self, view: &RingView<'_>) {
+        let joins = view.ctl.membership.joins.load(Ordering::Relaxed);
+        if joins != self.joins_seen {
+            // J2: pairs with the joiner's `Release` increment J1, so the rescan
+            // sees its owner word and provisional cursor; see "Joining", (a).
+            // (`shmchan_weaken = "j2"` drops it.)
+            if !cfg!(shmchan_weaken = "j2") {
+                fence(Ordering::Acquire);
+            }
+            self.joins_seen = joins;
+            self.stale = true;
+        }
+    }
+}
+
 /// Lossless broadcast: the first sequence number no producer may write yet, given the
 /// receivers' cursors (`u64::MAX` if there is no receiver).
-pub(crate) fn gate_limit(view: &RingView<'_>) -> u64 {
+fn gate_limit(view: &RingView<'_>) -> u64 {
     let mut min = u64::MAX;
     for entry in view.receivers {
         // `Acquire` on both: pairs with the receiver's `Release` cursor store, so its
@@ -154,12 +209,8 @@ pub(crate) fn gate_limit(view: &RingView<'_>) -> u64 {
 pub struct Producer {
     /// Sequence number of the next record.
     next: u64,
-    /// Lossless: records `< limit` may be written without looking at the table.
-    limit: u64,
-    /// Value of `joins` when the table was last scanned.
-    joins_seen: u64,
-    /// A receiver joined since the last scan.
-    stale: bool,
+    /// Lossless: the cached gate on the receivers' cursors.
+    gate: Gate,
 }
 
 impl Producer {
@@ -179,9 +230,7 @@ impl Producer {
         }
         Producer {
             next,
-            limit: 0,
-            joins_seen: 0,
-            stale: true,
+            gate: Gate::new(),
         }
     }
 
@@ -199,16 +248,7 @@ impl Producer {
         if !view.lossless {
             return true;
         }
-        if self.stale || self.next >= self.limit {
-            self.rescan(view);
-        }
-        self.next < self.limit
-    }
-
-    /// Recomputes the gating limit from the receiver table.
-    fn rescan(&mut self, view: &RingView<'_>) {
-        self.limit = gate_limit(view);
-        self.stale = false;
+        self.gate.admits(view, self.next)
     }
 
     /// Lossless mode, while blocked: evicts the receivers holding the producer back
@@ -216,7 +256,7 @@ impl Producer {
     pub fn evict_dead(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> usize {
         let evicted = evict_blocking(view, self.next, liveness);
         if evicted > 0 {
-            self.stale = true;
+            self.gate.invalidate();
         }
         evicted
     }
@@ -262,17 +302,7 @@ impl Producer {
             Ordering::SeqCst
         });
         if view.lossless {
-            let joins = view.ctl.membership.joins.load(Ordering::Relaxed);
-            if joins != self.joins_seen {
-                // J2: pairs with the joiner's `Release` increment J1, so the rescan
-                // sees its owner word and provisional cursor; see "Joining", (a).
-                // (`shmchan_weaken = "j2"` drops it.)
-                if !cfg!(shmchan_weaken = "j2") {
-                    fence(Ordering::Acquire);
-                }
-                self.joins_seen = joins;
-                self.stale = true;
-            }
+            self.gate.note_joins(view);
         }
         view.data_parker().wake_if_parked();
     }

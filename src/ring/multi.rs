@@ -49,7 +49,7 @@
 
 use bytemuck::Pod;
 
-use super::broadcast::gate_limit;
+use super::broadcast::Gate;
 use super::unicast::slot_free;
 use super::{claim_free, RingView};
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
@@ -66,10 +66,8 @@ pub struct SharedProducer {
     owner: u64,
     /// The sequence number claimed by the last `try_claim`.
     seq: u64,
-    /// Lossless broadcast: sequence numbers below `limit` pass the gate.
-    limit: u64,
-    joins_seen: u64,
-    stale: bool,
+    /// Lossless broadcast: the cached gate on the receivers' cursors.
+    gate: Gate,
 }
 
 impl SharedProducer {
@@ -87,9 +85,7 @@ impl SharedProducer {
             index,
             owner,
             seq: 0,
-            limit: 0,
-            joins_seen: 0,
-            stale: true,
+            gate: Gate::new(),
         })
     }
 
@@ -118,11 +114,7 @@ impl SharedProducer {
             let open = if view.unicast {
                 slot_free(view, head)
             } else if view.lossless {
-                if self.stale || head >= self.limit {
-                    self.limit = gate_limit(view);
-                    self.stale = false;
-                }
-                head < self.limit
+                self.gate.admits(view, head)
             } else {
                 true
             };
@@ -233,13 +225,7 @@ impl SharedProducer {
         // F_p: pairs with the receivers' F_r (join) and F_w (park); see broadcast.rs.
         fence(Ordering::SeqCst);
         if view.lossless && !view.unicast {
-            let joins = view.ctl.membership.joins.load(Ordering::Relaxed);
-            if joins != self.joins_seen {
-                // J2: pairs with the joiner's `Release` increment (broadcast.rs).
-                fence(Ordering::Acquire);
-                self.joins_seen = joins;
-                self.stale = true;
-            }
+            self.gate.note_joins(view);
         }
         view.data_parker().wake_if_parked();
         published
