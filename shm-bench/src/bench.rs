@@ -467,11 +467,12 @@ pub struct FanoutRow {
 }
 
 /// The fan-out plan: spinning transports only where every spinning process (producer
-/// included) has a core; beyond that their sleeping twins stand in.
+/// included) has a core; beyond that their sleeping twins stand in. Transports that
+/// do not broadcast (unicast) have no place in it: the caller reports them.
 pub fn fanout_plan(cfg: &Config, transports: &[Transport]) -> Vec<(Transport, usize)> {
     let mut plan = Vec::new();
     for &n in &cfg.receivers {
-        for &t in transports {
+        for &t in transports.iter().filter(|t| t.broadcasts()) {
             let t = if t.spins() && n + 1 > cfg.cpus.len().max(1) {
                 t.blocking_twin()
             } else {

@@ -43,6 +43,7 @@ enum Cmd {
     /// One producer to one receiver, flat out: records/s and GB/s.
     Throughput(Common),
     /// One producer, N broadcast receivers: producer cost per record, receiver latency.
+    /// Broadcast transports only: unicast ones (each record to one receiver) are refused.
     Fanout {
         #[command(flatten)]
         common: Common,
@@ -51,6 +52,7 @@ enum Cmd {
     },
     /// Latency, throughput and fan-out, one after the other; writes the JSON and the plot
     /// (by default to target/shm-bench/all.json and target/shm-bench/latency.svg).
+    /// Unicast transports named with --transports are left out of the fan-out.
     All {
         #[command(flatten)]
         common: Common,
@@ -61,10 +63,16 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
-    /// CI smoke test: every built-in transport, every benchmark, a few thousand records,
-    /// every payload checked; asserts no timing.
+    /// CI smoke test: every built-in transport, every benchmark (the fan-out without the
+    /// unicast ones), a few thousand records, every payload checked; asserts no timing.
     Smoke,
-    /// Lists the transports.
+    /// Lists the transports: name, whether it spins or sleeps, what it is.
+    ///
+    /// shmchan names read `shmchan[-channel][-unicast]-WAIT[-lossless|-loan]`: `-channel`
+    /// a `Channel<T>` (else a `Route<T>`), `-unicast` `Mode::Unicast` (else broadcast),
+    /// WAIT spin, adaptive or block, `-lossless` broadcast with `Overflow::Block` (else
+    /// `Overflow::Overwrite`), `-loan` sending through `loan()` + `publish()` (lossless).
+    /// Unicast is always lossless.
     List,
     #[command(name = "__role", hide = true)]
     Role { spec: String },
@@ -83,7 +91,8 @@ struct Common {
     /// Records before measuring (default: a tenth of the count, at least 100).
     #[arg(long)]
     warmup: Option<u64>,
-    /// Transports, comma-separated (see `shm-bench list`). Default: all built.
+    /// Transports, comma-separated (see `shm-bench list`). Default: a selection per
+    /// suite.
     #[arg(long, value_delimiter = ',')]
     transports: Option<Vec<String>>,
     /// Runs per transport; runs are interleaved and medians reported.
@@ -130,6 +139,9 @@ fn default_transports(bench: transport::Bench, peers: bool) -> Vec<Transport> {
             "shmchan-block",
             "shmchan-spin-lossless",
             "shmchan-spin-loan",
+            "shmchan-channel-spin",
+            "shmchan-unicast-spin",
+            "shmchan-channel-unicast-spin",
             "uds",
             "pipe",
         ],
@@ -140,15 +152,21 @@ fn default_transports(bench: transport::Bench, peers: bool) -> Vec<Transport> {
             "shmchan-adaptive-lossless",
             "shmchan-block-lossless",
             "shmchan-spin-loan",
+            "shmchan-channel-spin-lossless",
+            "shmchan-unicast-spin",
+            "shmchan-channel-unicast-spin",
             "uds",
             "pipe",
         ],
+        // Broadcast transports only: unicast does not fan out.
         Fanout => vec![
             "floor",
             "floor-block",
             "shmchan-spin",
             "shmchan-adaptive",
             "shmchan-block",
+            "shmchan-channel-spin",
+            "shmchan-channel-block",
             "uds",
             "pipe",
         ],
@@ -242,6 +260,21 @@ fn execute(
     peers: bool,
 ) -> Result<(usize, usize)> {
     let base = config(common, fan)?;
+    let lat_t = chosen(common, transport::Bench::Latency, peers)?;
+    let tp_t = chosen(common, transport::Bench::Throughput, peers)?;
+    let (fan_t, no_fan): (Vec<Transport>, Vec<Transport>) =
+        chosen(common, transport::Bench::Fanout, peers)?
+            .into_iter()
+            .partition(|t| t.broadcasts());
+    let no_fan: Vec<&str> = no_fan.iter().map(|t| t.name()).collect();
+    if suites.fanout && !no_fan.is_empty() && !suites.latency && !suites.throughput {
+        bail!(
+            "fan-out needs transports whose every receiver gets every record; {} {} unicast \
+             (each record goes to exactly one receiver)",
+            no_fan.join(", "),
+            if no_fan.len() == 1 { "is" } else { "are" }
+        );
+    }
     let machine = sys::machine();
     println!(
         "# shm-bench {} on {} ({} CPUs{}), {}",
@@ -296,9 +329,12 @@ fn execute(
         throughput: Vec::new(),
         fanout: Vec::new(),
     };
-    let lat_t = chosen(common, transport::Bench::Latency, peers)?;
-    let tp_t = chosen(common, transport::Bench::Throughput, peers)?;
-    let fan_t = chosen(common, transport::Bench::Fanout, peers)?;
+    if suites.fanout && !no_fan.is_empty() {
+        println!(
+            "# fan-out leaves out {} (unicast: each record goes to exactly one receiver)",
+            no_fan.join(", ")
+        );
+    }
     let mut total = 0;
     for _ in &common.payload {
         if suites.latency {
@@ -426,6 +462,8 @@ fn smoke() -> Result<(usize, usize)> {
             "floor".into(),
             "shmchan-spin".into(),
             "shmchan-block-lossless".into(),
+            "shmchan-channel-spin-lossless".into(),
+            "shmchan-channel-unicast-block".into(),
             "uds".into(),
         ]),
         ..common
@@ -458,8 +496,9 @@ fn main() -> std::process::ExitCode {
             for (name, t) in transport::ALL {
                 let built = !t.is_peer() || cfg!(feature = "peers");
                 println!(
-                    "{name:<28} {}{}",
+                    "{name:<34} {}  {}{}",
                     if t.blocking() { "sleeps" } else { "spins " },
+                    t.describe(),
                     if built {
                         ""
                     } else {
@@ -467,6 +506,14 @@ fn main() -> std::process::ExitCode {
                     }
                 );
             }
+            println!(
+                "\nshmchan names: shmchan[-channel][-unicast]-WAIT[-lossless|-loan]\n  \
+                 -channel   Channel<T> (many producers; one attached here), else Route<T>\n  \
+                 -unicast   Mode::Unicast: each record to one receiver, always lossless; no fan-out\n  \
+                 WAIT       spin, adaptive (spins, then sleeps; listed as spinning) or block\n  \
+                 -lossless  broadcast with Overflow::Block, else Overflow::Overwrite\n  \
+                 -loan      send through loan() + publish(); lossless"
+            );
             Ok(0)
         }
         Cmd::Latency(c) => execute(

@@ -32,3 +32,25 @@ fn unknown_transport_is_a_clean_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown transport"), "stderr: {stderr}");
 }
+
+#[test]
+fn fanout_refuses_unicast_transports() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shm-bench"))
+        .args([
+            "fanout",
+            "--transports",
+            "shmchan-spin,shmchan-channel-unicast-spin",
+            "--runs",
+            "1",
+        ])
+        .output()
+        .expect("run shm-bench");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("shmchan-channel-unicast-spin is unicast"),
+        "stderr: {stderr}"
+    );
+    // Refused before anything was measured.
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}

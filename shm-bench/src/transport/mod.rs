@@ -66,6 +66,32 @@ pub enum WaitKind {
     Block,
 }
 
+/// Which shmchan type a transport opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Family {
+    /// `Route<T>`: exactly one producer.
+    Route,
+    /// `Channel<T>`: many producers (the benchmark attaches one per segment, so it
+    /// measures the cost of the multi-producer claim, not contention between producers).
+    Channel,
+}
+
+/// Who gets each record of a shmchan segment, and what its producer does when the ring
+/// is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// `Mode::Broadcast` with `Overflow::Overwrite`: every receiver gets every record;
+    /// the producer never waits, a lapped receiver is told how many records it lost.
+    Overwrite,
+    /// `Mode::Broadcast` with `Overflow::Block`: every receiver gets every record; the
+    /// producer waits for the slowest receiver.
+    Lossless,
+    /// `Mode::Unicast`: each record goes to exactly one receiver; always lossless (the
+    /// producer waits while the ring is full). Not a fan-out: see
+    /// [`Transport::broadcasts`].
+    Unicast,
+}
+
 /// One transport under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Transport {
@@ -73,18 +99,19 @@ pub enum Transport {
     Floor,
     /// The same, sleeping on a shared futex.
     FloorBlock,
-    /// `shmchan::Route` broadcast.
+    /// shmchan: a `Route<T>` or `Channel<T>`, broadcast or unicast, one segment per
+    /// direction for ping-pong.
     Shmchan {
+        /// `Route<T>` or `Channel<T>`.
+        family: Family,
+        /// Broadcast (overwrite or lossless) or unicast.
+        delivery: Delivery,
         /// Wait strategy of both ends.
         wait: WaitKind,
-        /// `Overflow::Block` (lossless) instead of `Overflow::Overwrite`.
-        lossless: bool,
-        /// Send through `loan()` + `publish()` instead of `send`.
+        /// Send through `loan()` + `publish()` instead of `send` (offered only for
+        /// lossless deliveries, where the loan points into the slot itself).
         loan: bool,
     },
-    // Channel<T> (many producers) and Mode::Unicast transports belong here once the
-    // library has them (their own issue): add variants, names in `ALL`, and open
-    // functions in `shmchan.rs`.
     /// Unix domain stream socket, blocking.
     Uds,
     /// Named pipe (FIFO), blocking.
@@ -100,25 +127,78 @@ pub enum Transport {
 use Transport::*;
 use WaitKind::*;
 
-const fn sc(wait: WaitKind, lossless: bool, loan: bool) -> Transport {
+const fn sc(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> Transport {
     Shmchan {
+        family,
+        delivery,
         wait,
-        lossless,
         loan,
     }
 }
 
+const R: Family = Family::Route;
+const C: Family = Family::Channel;
+const OVERWRITE: Delivery = Delivery::Overwrite;
+const LOSSLESS: Delivery = Delivery::Lossless;
+const UNICAST: Delivery = Delivery::Unicast;
+
 /// Every transport and its command-line name.
+///
+/// shmchan names follow `shmchan[-channel][-unicast]-WAIT[-lossless|-loan]`:
+/// `-channel` opens a `Channel<T>` (default `Route<T>`); `-unicast` uses
+/// `Mode::Unicast` (default broadcast); `WAIT` is `spin`, `adaptive` or `block`;
+/// `-lossless` is broadcast with `Overflow::Block` (default `Overflow::Overwrite`);
+/// `-loan` sends through `loan()` + `publish()` and is lossless too. Unicast is always
+/// lossless, so unicast names never carry `-lossless`.
 pub const ALL: &[(&str, Transport)] = &[
     ("floor", Floor),
     ("floor-block", FloorBlock),
-    ("shmchan-spin", sc(Spin, false, false)),
-    ("shmchan-adaptive", sc(Adaptive, false, false)),
-    ("shmchan-block", sc(Block, false, false)),
-    ("shmchan-spin-lossless", sc(Spin, true, false)),
-    ("shmchan-adaptive-lossless", sc(Adaptive, true, false)),
-    ("shmchan-block-lossless", sc(Block, true, false)),
-    ("shmchan-spin-loan", sc(Spin, true, true)),
+    ("shmchan-spin", sc(R, OVERWRITE, Spin, false)),
+    ("shmchan-adaptive", sc(R, OVERWRITE, Adaptive, false)),
+    ("shmchan-block", sc(R, OVERWRITE, Block, false)),
+    ("shmchan-spin-lossless", sc(R, LOSSLESS, Spin, false)),
+    (
+        "shmchan-adaptive-lossless",
+        sc(R, LOSSLESS, Adaptive, false),
+    ),
+    ("shmchan-block-lossless", sc(R, LOSSLESS, Block, false)),
+    ("shmchan-spin-loan", sc(R, LOSSLESS, Spin, true)),
+    ("shmchan-channel-spin", sc(C, OVERWRITE, Spin, false)),
+    (
+        "shmchan-channel-adaptive",
+        sc(C, OVERWRITE, Adaptive, false),
+    ),
+    ("shmchan-channel-block", sc(C, OVERWRITE, Block, false)),
+    (
+        "shmchan-channel-spin-lossless",
+        sc(C, LOSSLESS, Spin, false),
+    ),
+    (
+        "shmchan-channel-adaptive-lossless",
+        sc(C, LOSSLESS, Adaptive, false),
+    ),
+    (
+        "shmchan-channel-block-lossless",
+        sc(C, LOSSLESS, Block, false),
+    ),
+    ("shmchan-channel-spin-loan", sc(C, LOSSLESS, Spin, true)),
+    ("shmchan-unicast-spin", sc(R, UNICAST, Spin, false)),
+    ("shmchan-unicast-adaptive", sc(R, UNICAST, Adaptive, false)),
+    ("shmchan-unicast-block", sc(R, UNICAST, Block, false)),
+    ("shmchan-unicast-spin-loan", sc(R, UNICAST, Spin, true)),
+    ("shmchan-channel-unicast-spin", sc(C, UNICAST, Spin, false)),
+    (
+        "shmchan-channel-unicast-adaptive",
+        sc(C, UNICAST, Adaptive, false),
+    ),
+    (
+        "shmchan-channel-unicast-block",
+        sc(C, UNICAST, Block, false),
+    ),
+    (
+        "shmchan-channel-unicast-spin-loan",
+        sc(C, UNICAST, Spin, true),
+    ),
     ("uds", Uds),
     ("pipe", Pipe),
     ("iceoryx2-spin", Iceoryx2Spin),
@@ -167,19 +247,79 @@ impl Transport {
     }
 
     /// Busy-polls while waiting (needs a core of its own per waiting process).
+    /// shmchan's adaptive strategy counts: it spins before it sleeps.
     pub fn spins(self) -> bool {
         !self.blocking()
     }
 
+    /// Every receiver of a stream gets every record, so it can fan out. Only shmchan's
+    /// unicast transports do not: each of their records goes to exactly one receiver.
+    pub fn broadcasts(self) -> bool {
+        !matches!(
+            self,
+            Shmchan {
+                delivery: Delivery::Unicast,
+                ..
+            }
+        )
+    }
+
     /// The sleeping counterpart of a spinning transport (for fan-outs with more receivers
-    /// than free cores).
+    /// than free cores). A shmchan transport keeps its family and delivery and sends
+    /// with `send` (there are no sleeping loan variants).
     pub fn blocking_twin(self) -> Transport {
         match self {
             Floor => FloorBlock,
-            Shmchan { lossless, .. } => sc(Block, lossless, false),
+            Shmchan {
+                family, delivery, ..
+            } => sc(family, delivery, Block, false),
             Iceoryx2Spin => Iceoryx2Event,
             Ringfire(_) => Ringfire(Block),
             t => t,
+        }
+    }
+
+    /// One line on what the transport is (for `shm-bench list`).
+    pub fn describe(self) -> String {
+        let wait = |w: WaitKind| match w {
+            Spin => "Wait::Spin",
+            Adaptive => "Wait::Adaptive",
+            Block => "Wait::Block",
+        };
+        match self {
+            Floor => "raw shared memory: cache-line ping-pong / SPSC ring, spinning".into(),
+            FloorBlock => "the same, sleeping on a shared futex".into(),
+            Shmchan {
+                family,
+                delivery,
+                wait: w,
+                loan,
+            } => format!(
+                "{}, {}, {}{}",
+                match family {
+                    Family::Route => "Route<T>",
+                    Family::Channel => "Channel<T>",
+                },
+                match delivery {
+                    Delivery::Overwrite => "broadcast Overflow::Overwrite",
+                    Delivery::Lossless => "broadcast Overflow::Block",
+                    Delivery::Unicast => "Mode::Unicast (no fan-out)",
+                },
+                wait(w),
+                if loan { ", loan() + publish()" } else { "" }
+            ),
+            Uds => "Unix domain stream socket, blocking".into(),
+            Pipe => "named pipe (FIFO), blocking".into(),
+            Iceoryx2Spin => "iceoryx2 publish-subscribe, busy-polling receive".into(),
+            Iceoryx2Event => "iceoryx2 publish-subscribe woken by its event service".into(),
+            Ringfire(w) => format!(
+                "ringfire SPMC ring, {}",
+                match w {
+                    Spin => "BusySpin",
+                    Adaptive => "FutexWait::default() (spins, then sleeps)",
+                    Block => "FutexWait::new(0, None)",
+                }
+            ),
         }
     }
 }
@@ -326,10 +466,11 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             Ok((Box::new(tx), Box::new(rx)))
         }
         Shmchan {
+            family,
+            delivery,
             wait,
-            lossless,
             loan,
-        } => shmchan::duplex::<P>(ctx, side, wait, lossless, loan),
+        } => shmchan::duplex::<P>(ctx, side, shmchan::Opts::new(family, delivery, wait, loan)),
         Uds => os::uds_duplex::<P>(ctx, side),
         Pipe => os::pipe_duplex::<P>(ctx, side),
         #[cfg(feature = "peers")]
@@ -345,13 +486,26 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
 /// transport can choose.
 fn lossless_stream(t: Transport, bench: Bench) -> bool {
     match t {
-        Shmchan { lossless, .. } => lossless,
+        Shmchan { delivery, .. } => delivery != Delivery::Overwrite,
         _ => bench == Bench::Throughput,
     }
 }
 
+/// Refuses to fan a stream out through a transport whose receivers do not each get
+/// every record (the fan-out would measure a work queue and see gaps).
+fn check_fanout(t: Transport, ctx: &Ctx) -> Result<()> {
+    if ctx.bench == Bench::Fanout && !t.broadcasts() {
+        bail!(
+            "{} cannot fan out: it is unicast, each record goes to exactly one receiver",
+            t.name()
+        );
+    }
+    Ok(())
+}
+
 /// Opens the producer of a stream to `ctx.receivers` receivers.
 pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>>> {
+    check_fanout(t, ctx)?;
     let lossless = lossless_stream(t, ctx.bench);
     match t {
         Floor | FloorBlock => {
@@ -364,10 +518,11 @@ pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>
             Ok(Box::new(tx))
         }
         Shmchan {
+            family,
+            delivery,
             wait,
-            lossless,
             loan,
-        } => shmchan::producer::<P>(ctx, wait, lossless, loan),
+        } => shmchan::producer::<P>(ctx, shmchan::Opts::new(family, delivery, wait, loan)),
         Uds => os::uds_producer::<P>(ctx),
         Pipe => os::pipe_producer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -381,6 +536,7 @@ pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>
 
 /// Opens receiver `ctx.index` of a stream.
 pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>>> {
+    check_fanout(t, ctx)?;
     let lossless = lossless_stream(t, ctx.bench);
     match t {
         Floor | FloorBlock => {
@@ -389,7 +545,12 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             ctx.sync()?;
             Ok(Box::new(rx))
         }
-        Shmchan { wait, lossless, .. } => shmchan::consumer::<P>(ctx, wait, lossless),
+        Shmchan {
+            family,
+            delivery,
+            wait,
+            ..
+        } => shmchan::consumer::<P>(ctx, shmchan::Opts::new(family, delivery, wait, false)),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -398,5 +559,72 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
         Ringfire(wait) => ringfire::consumer::<P>(ctx, wait, lossless),
         #[cfg(not(feature = "peers"))]
         Iceoryx2Spin | Iceoryx2Event | Ringfire(_) => bail!("{} needs --features peers", t.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for (i, (name, t)) in ALL.iter().enumerate() {
+            assert!(
+                ALL[..i].iter().all(|(n, u)| n != name && u != t),
+                "{name} listed twice"
+            );
+            assert_eq!(t.name(), *name);
+            if !t.is_peer() || cfg!(feature = "peers") {
+                assert_eq!(Transport::parse(name).expect("known"), *t);
+            }
+        }
+    }
+
+    #[test]
+    fn shmchan_variants_are_classified() {
+        for &(name, t) in ALL {
+            // Every twin is a listed transport that sleeps.
+            let twin = t.blocking_twin();
+            assert!(twin.blocking(), "{name}: twin {} spins", twin.name());
+            assert_eq!(t.blocking(), !t.spins(), "{name}");
+            if let Shmchan {
+                family,
+                delivery,
+                wait,
+                loan,
+            } = t
+            {
+                assert_eq!(t.blocking(), wait == Block, "{name}");
+                assert_eq!(t.broadcasts(), delivery != Delivery::Unicast, "{name}");
+                // Loans are offered only where they go straight into the slot.
+                assert!(!loan || delivery != Delivery::Overwrite, "{name}");
+                assert_eq!(
+                    name.contains("-channel"),
+                    family == Family::Channel,
+                    "{name}"
+                );
+                assert_eq!(
+                    name.contains("-unicast"),
+                    delivery == Delivery::Unicast,
+                    "{name}"
+                );
+                assert_eq!(
+                    name.ends_with("-lossless"),
+                    delivery == Delivery::Lossless && !loan
+                );
+                assert_eq!(name.ends_with("-loan"), loan, "{name}");
+                match twin {
+                    Shmchan {
+                        family: f,
+                        delivery: d,
+                        wait: Block,
+                        loan: false,
+                    } => assert_eq!((f, d), (family, delivery), "{name}"),
+                    other => panic!("{name}: twin {other:?}"),
+                }
+            } else {
+                assert!(t.broadcasts(), "{name}");
+            }
+        }
     }
 }

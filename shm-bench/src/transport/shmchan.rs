@@ -1,12 +1,44 @@
-//! shmchan `Route<T>` broadcast, one segment per direction.
+//! shmchan: `Route<T>` (one producer) or `Channel<T>` (many producers), broadcast
+//! (overwrite or lossless) or unicast, one segment per direction for ping-pong.
+//!
+//! Every stream here has exactly one producer, so a `Channel` measures what its
+//! multi-producer claim costs one producer, not contention between producers; and a
+//! unicast stream has one receiver (the fan-out refuses unicast transports).
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use shmchan::{Overflow, Receiver, RecvError, Route, Sender, Wait};
+use shmchan::{Channel, Mode, Overflow, Receiver, RecvError, Route, Sender, Wait};
 
-use super::{Ctx, Duplex, Got, Rx, Side, Tx, WaitKind};
+use super::{Ctx, Delivery, Duplex, Family, Got, Rx, Side, Tx, WaitKind};
 use crate::payload::Payload;
+
+/// How a shmchan transport opens its segments: the fields of
+/// [`Transport::Shmchan`](super::Transport::Shmchan).
+#[derive(Debug, Clone, Copy)]
+pub struct Opts {
+    family: Family,
+    delivery: Delivery,
+    wait: WaitKind,
+    loan: bool,
+}
+
+impl Opts {
+    /// Options of one shmchan transport; `loan` applies to senders only.
+    pub fn new(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> Opts {
+        Opts {
+            family,
+            delivery,
+            wait,
+            loan,
+        }
+    }
+
+    /// Every record reaches its receiver (lossless broadcast, unicast).
+    fn lossless(self) -> bool {
+        self.delivery != Delivery::Overwrite
+    }
+}
 
 fn wait_of(w: WaitKind) -> Wait {
     match w {
@@ -24,6 +56,7 @@ fn seg_name(base: &str, suffix: &str) -> String {
 pub fn cleanup(base: &str) {
     for s in ["ab", "ba", "st"] {
         // Absent segments are fine; errors only mean there is nothing to remove.
+        // Removal goes by name: this removes `Channel` segments as well.
         let _ = Route::<[u8; 8]>::remove(&seg_name(base, s));
     }
 }
@@ -35,6 +68,8 @@ struct ShmTx<P: Payload> {
 
 struct ShmRx<P: Payload> {
     rx: Receiver<P>,
+    /// Lossless broadcast or unicast: a lapped receiver is a failure, not lost records.
+    lossless: bool,
 }
 
 impl<P: Payload> Tx<P> for ShmTx<P> {
@@ -64,27 +99,34 @@ impl<P: Payload> Rx<P> for ShmRx<P> {
                 *out = v;
                 Ok(Got::Msg)
             }
+            Err(RecvError::Lagged(n)) if self.lossless => {
+                Err(anyhow!("lossless shmchan receiver lagged by {n} records"))
+            }
             Err(RecvError::Lagged(n)) => Ok(Got::Lagged(n)),
             Err(e) => Err(anyhow!("shmchan recv: {e}")),
         }
     }
 }
 
-fn builder<P: Payload>(
-    ctx: &Ctx,
-    suffix: &str,
-    wait: WaitKind,
-    lossless: bool,
-) -> shmchan::Builder<P> {
-    Route::<P>::builder(&seg_name(&ctx.name, suffix))
-        .capacity(ctx.capacity)
-        .overflow(if lossless {
-            Overflow::Block
-        } else {
-            Overflow::Overwrite
-        })
+/// Both ends of a segment must ask for the same options (the library checks it).
+/// A `Channel` keeps the default producer table (`DEFAULT_MAX_PRODUCERS`).
+fn builder<P: Payload>(ctx: &Ctx, suffix: &str, o: Opts) -> shmchan::Builder<P> {
+    let name = seg_name(&ctx.name, suffix);
+    let b = match o.family {
+        Family::Route => Route::<P>::builder(&name),
+        Family::Channel => Channel::<P>::builder(&name),
+    };
+    let (mode, overflow) = match o.delivery {
+        Delivery::Overwrite => (Mode::Broadcast, Overflow::Overwrite),
+        Delivery::Lossless => (Mode::Broadcast, Overflow::Block),
+        // The library makes unicast lossless whatever `overflow` says; say it anyway.
+        Delivery::Unicast => (Mode::Unicast, Overflow::Block),
+    };
+    b.capacity(ctx.capacity)
+        .mode(mode)
+        .overflow(overflow)
         .max_receivers(ctx.receivers.max(64))
-        .wait(wait_of(wait))
+        .wait(wait_of(o.wait))
         .open_timeout(ctx.timeout)
 }
 
@@ -95,52 +137,44 @@ fn wait_receivers<P: Payload>(tx: &Sender<P>, n: usize, timeout: Duration) -> Re
 }
 
 /// Ping-pong: segment `ab` carries pings, `ba` pongs.
-pub fn duplex<P: Payload>(
-    ctx: &mut Ctx,
-    side: Side,
-    wait: WaitKind,
-    lossless: bool,
-    loan: bool,
-) -> Result<Duplex<P>> {
+pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, o: Opts) -> Result<Duplex<P>> {
     let (out, inp) = match side {
         Side::A => ("ab", "ba"),
         Side::B => ("ba", "ab"),
     };
-    let rx = builder::<P>(ctx, inp, wait, lossless)
+    let rx = builder::<P>(ctx, inp, o)
         .receiver()
         .context("open shmchan receiver")?;
-    let tx = builder::<P>(ctx, out, wait, lossless)
+    let tx = builder::<P>(ctx, out, o)
         .sender()
         .context("open shmchan sender")?;
     ctx.sync()?;
     wait_receivers(&tx, 1, ctx.timeout)?;
-    Ok((Box::new(ShmTx { tx, loan }), Box::new(ShmRx { rx })))
+    let rx = ShmRx {
+        rx,
+        lossless: o.lossless(),
+    };
+    Ok((Box::new(ShmTx { tx, loan: o.loan }), Box::new(rx)))
 }
 
 /// Stream producer on segment `st`.
-pub fn producer<P: Payload>(
-    ctx: &mut Ctx,
-    wait: WaitKind,
-    lossless: bool,
-    loan: bool,
-) -> Result<Box<dyn Tx<P>>> {
-    let tx = builder::<P>(ctx, "st", wait, lossless)
+pub fn producer<P: Payload>(ctx: &mut Ctx, o: Opts) -> Result<Box<dyn Tx<P>>> {
+    let tx = builder::<P>(ctx, "st", o)
         .sender()
         .context("open shmchan sender")?;
     ctx.sync()?;
     wait_receivers(&tx, ctx.receivers, ctx.timeout)?;
-    Ok(Box::new(ShmTx { tx, loan }))
+    Ok(Box::new(ShmTx { tx, loan: o.loan }))
 }
 
 /// Stream receiver on segment `st`.
-pub fn consumer<P: Payload>(
-    ctx: &mut Ctx,
-    wait: WaitKind,
-    lossless: bool,
-) -> Result<Box<dyn Rx<P>>> {
-    let rx = builder::<P>(ctx, "st", wait, lossless)
+pub fn consumer<P: Payload>(ctx: &mut Ctx, o: Opts) -> Result<Box<dyn Rx<P>>> {
+    let rx = builder::<P>(ctx, "st", o)
         .receiver()
         .context("open shmchan receiver")?;
     ctx.sync()?;
-    Ok(Box::new(ShmRx { rx }))
+    Ok(Box::new(ShmRx {
+        rx,
+        lossless: o.lossless(),
+    }))
 }
