@@ -36,6 +36,8 @@ weakenings=(
     "mp_w2|loom_channel|channel_block_two_producers|lost, duplicated or reordered"
     "mp_claim|loom_channel|channel_preempted_claim_is_resent|skipped claim"
     "uc_r1|loom_unicast|unicast_route_two_workers|lost or duplicated"
+    "mp_fp|loom_channel|channel_block_two_producers|deadlock"
+    "uc_fs|loom_unicast|unicast_channel_two_producers_one_worker|deadlock"
 )
 
 start=$SECONDS

@@ -259,6 +259,8 @@ impl<T: Pod> Builder<T> {
 
     fn open(self) -> Result<Segment, OpenError> {
         options::validate_name(&self.name)?;
+        // Before any handle runs a light fence (barrier.rs).
+        crate::barrier::init();
         let invalid = |option, reason: String| Err(OpenError::InvalidOption { option, reason });
         if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
             return invalid(

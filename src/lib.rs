@@ -58,6 +58,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod barrier;
 #[cfg(not(loom))]
 mod builder;
 mod error;

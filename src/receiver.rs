@@ -120,6 +120,7 @@ impl<T: Pod> Receiver<T> {
     /// Returns [`RecvError::Lagged`] once after this receiver was lapped (the next call
     /// continues with the oldest record still present), [`RecvError::Disconnected`]
     /// after every sender left or died and everything they sent was received.
+    #[inline]
     pub fn recv(&mut self) -> Result<T, RecvError> {
         self.recv_deadline(None)
     }
@@ -132,6 +133,27 @@ impl<T: Pod> Receiver<T> {
     /// Receives the next record if one is there now.
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(value) = self.read_fast() {
+            return Ok(value);
+        }
+        self.try_recv_slow()
+    }
+
+    /// The common case of every receive, inlined: a broadcast receiver whose next
+    /// record is there. Anything else (nothing yet, lagged, unicast) takes the full
+    /// path, which reads again.
+    #[inline(always)]
+    fn read_fast(&mut self) -> Option<T> {
+        if let Some(Role::Broadcast(consumer)) = &mut self.role {
+            if let Read::Record(value) = consumer.try_read_ready::<T>(&self.segment.view()) {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<T, TryRecvError> {
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
         let result = self.poll(check_liveness);
@@ -141,7 +163,16 @@ impl<T: Pod> Receiver<T> {
         result
     }
 
+    #[inline]
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
+        if let Some(value) = self.read_fast() {
+            return Ok(value);
+        }
+        self.recv_slow(deadline)
+    }
+
+    #[inline(never)]
+    fn recv_slow(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
         let view = self.segment.view();
         let role = self.role.as_mut().expect("role is present until drop");
         let (rule, stall) = (self.rule, &mut self.stall);

@@ -176,7 +176,23 @@ impl<T: Pod> Sender<T> {
     /// In broadcast mode, with no receiver attached the record is still written:
     /// receivers that join later start at the newest position and do not see it. In
     /// unicast mode it waits in the ring for a receiver.
+    #[inline]
     pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
+        // Fast path of a `Route` with room: one view, no wait loop, everything inlined.
+        if let Role::Single { producer, owner } = &mut self.role {
+            let view = self.segment.view();
+            if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
+                && producer.has_space(&view)
+            {
+                producer.push(&view, &value);
+                return Ok(());
+            }
+        }
+        self.send_slow(value)
+    }
+
+    #[inline(never)]
+    fn send_slow(&mut self, value: T) -> Result<(), SendError<T>> {
         match self.send_deadline(value, None) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v)) => {

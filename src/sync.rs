@@ -12,7 +12,7 @@
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 
 /// A hint inside a spin loop. Under loom a spinning thread must yield, or the model
 /// would explore an unbounded number of iterations of the loop.
@@ -31,27 +31,41 @@ pub(crate) fn spin_hint() {
 /// loads are not, and the caller's stamp check afterwards discards a torn copy. It is
 /// written here rather than taken from `atomic-memcpy` so that loom drives exactly the
 /// copy production uses (loom's atomics cannot be overlaid on raw bytes).
-#[inline]
+#[inline(always)]
 pub(crate) fn load_words(words: &[AtomicU64], dst: &mut [u8]) {
-    debug_assert!(dst.len() <= words.len() * 8);
     // `Relaxed`: ordering comes from the caller's stamp load (Acquire) before and its
     // `fence(Acquire)` after, which pair with the writer's stamp stores and release fence.
-    for (word, chunk) in words.iter().zip(dst.chunks_mut(8)) {
-        let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    // Sliced to `dst`'s length first: that length is the record size, a constant after
+    // monomorphisation, so the loop unrolls into plain moves with one bounds check.
+    let words = &words[..dst.len().div_ceil(8)];
+    let mut chunks = dst.chunks_exact_mut(8);
+    for (word, chunk) in words.iter().zip(&mut chunks) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    let tail = chunks.into_remainder();
+    if let Some(last) = words.last().filter(|_| !tail.is_empty()) {
+        let bytes = last.load(Ordering::Relaxed).to_ne_bytes();
+        tail.copy_from_slice(&bytes[..tail.len()]);
     }
 }
 
 /// Copies `src` into `words` with one relaxed atomic store per 8-byte word; a final
 /// partial word is padded with zeros. The writer half of [`load_words`].
-#[inline]
+#[inline(always)]
 pub(crate) fn store_words(words: &[AtomicU64], src: &[u8]) {
-    debug_assert!(src.len() <= words.len() * 8);
     // `Relaxed`: the caller's `fence(Release)` before and stamp store (Release) after
-    // give the ordering; see `load_words`.
-    for (word, chunk) in words.iter().zip(src.chunks(8)) {
+    // give the ordering; see `load_words`, also for the slicing.
+    let words = &words[..src.len().div_ceil(8)];
+    let mut chunks = src.chunks_exact(8);
+    for (word, chunk) in words.iter().zip(&mut chunks) {
         let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
+        bytes.copy_from_slice(chunk);
         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    let tail = chunks.remainder();
+    if let Some(last) = words.last().filter(|_| !tail.is_empty()) {
+        let mut bytes = [0u8; 8];
+        bytes[..tail.len()].copy_from_slice(tail);
+        last.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
     }
 }

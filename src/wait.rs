@@ -9,20 +9,22 @@
 //! ```text
 //!   waiter                                   notifier
 //!   v = seq.load(Acquire)                    <make progress: store P (Release)>
-//!   waiters.fetch_add(1, Relaxed)            fence(SeqCst)            // F_n
-//!   fence(SeqCst)                  // F_w    if waiters.load(Relaxed) > 0 {
+//!   waiters.fetch_add(1, Relaxed)            light fence              // F_n
+//!   heavy fence                    // F_w    if waiters.load(Relaxed) > 0 {
 //!   if <progress P visible> { return }           seq.fetch_add(1, Release)
 //!   futex_wait(seq, v, tick)                     futex_wake(seq, all)
 //!   waiters.fetch_sub(1, Relaxed)            }
 //! ```
 //!
-//! *No lost wake-up.* `F_w` and `F_n` are both in the single total order of `SeqCst`
-//! fences. If `F_n` comes first, the waiter's check after `F_w` sees `P` and it does not
+//! *No lost wake-up.* A light and a heavy fence order like two `SeqCst` fences
+//! (`barrier.rs`; a notifier off the hot path simply uses `fence(SeqCst)`), so take
+//! `F_w` and `F_n` in their total order. If `F_n` comes first, the waiter's check after `F_w` sees `P` and it does not
 //! sleep. If `F_w` comes first, the notifier's `waiters` load after `F_n` sees the
 //! increment, so it bumps `seq` and wakes; the waiter's `futex_wait` then either finds
 //! `seq != v` and returns at once (the bump came first) or is already asleep and woken.
 //!
-//! *No syscall when nobody sleeps.* The notifier pays one fence and one load; it makes
+//! *No syscall when nobody sleeps.* The notifier pays a compiler fence and one load
+//! (the waiter pays the heavy fence, a `membarrier` system call, when it parks); it makes
 //! the `futex_wake` system call only when a waiter is registered.
 //!
 //! *Bounded sleeps.* Every sleep is capped by a tick, after which the waiter runs an
@@ -36,6 +38,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::barrier;
 use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
 
 /// How a blocked `send` or `recv` waits for the other side.
@@ -79,9 +82,10 @@ pub struct Parker<'a> {
 }
 
 impl Parker<'_> {
-    /// The notifier's half, to be called after the progress store and a
-    /// `fence(SeqCst)` (the caller's `F_n`, shared with other checks). `Relaxed` loads:
-    /// the fence orders them after the progress store.
+    /// The notifier's half, to be called after the progress store and a light fence
+    /// or `fence(SeqCst)` (the caller's `F_n`, shared with other checks). `Relaxed`
+    /// loads: the fence, with the waiter's heavy one, orders them after the progress
+    /// store.
     #[inline]
     pub fn wake_if_parked(&self) {
         if self.waiters.load(Ordering::Relaxed) > 0 {
@@ -153,18 +157,24 @@ pub fn wait_for<R>(
         // Park. See the module doc for why this cannot miss a wake-up.
         let v = parker.seq.load(Ordering::Acquire);
         parker.waiters.fetch_add(1, Ordering::Relaxed);
-        // F_w (`shmchan_weaken = "f_w"` makes it `AcqRel`, too weak: the loom-tests
-        // check that the models then find a lost wake-up).
-        fence(if cfg!(shmchan_weaken = "f_w") {
-            Ordering::AcqRel
+        // F_w: the heavy fence, paired with the notifiers' light ones (barrier.rs).
+        // (`shmchan_weaken = "f_w"` makes it `fence(AcqRel)`, too weak: the loom-tests
+        // check that the models then find a lost wake-up.)
+        let covered = if cfg!(shmchan_weaken = "f_w") {
+            fence(Ordering::AcqRel);
+            true
         } else {
-            Ordering::SeqCst
-        });
+            barrier::heavy()
+        };
         if let Some(r) = poll(false) {
             parker.waiters.fetch_sub(1, Ordering::Relaxed);
             return Some(r);
         }
-        let wake_at = deadline.map_or(next_idle, |d| d.min(next_idle));
+        let mut wake_at = deadline.map_or(next_idle, |d| d.min(next_idle));
+        if !covered {
+            // A light notifier may not see us: sleep briefly (barrier.rs, "degraded").
+            wake_at = wake_at.min(now + barrier::DEGRADED_TICK);
+        }
         futex::wait(parker.seq, v, wake_at.saturating_duration_since(now));
         parker.waiters.fetch_sub(1, Ordering::Relaxed);
         if let Some(r) = poll(false) {

@@ -40,7 +40,7 @@
 //! data words .store(.., Relaxed)
 //! stamp.store(done(seq), Release)     // W2: publishes the data
 //! head.store(seq + 1, Release)
-//! fence(SeqCst)                       // F_p: see "Joining" and wait.rs
+//! light fence                         // F_p: see "Joining" and wait.rs
 //! joins.load(Relaxed)                 // lossless only; if it changed:
 //!     fence(Acquire)                  //   J2: pairs with the joiner's Release J1
 //! data.waiters.load(Relaxed)
@@ -72,11 +72,12 @@
 //! # Joining
 //!
 //! A receiver claims a free entry (CAS of the owner word from 0), stores a provisional
-//! cursor `h0 = head`, increments `joins` (`Release`, J1), executes `fence(SeqCst)`
+//! cursor `h0 = head`, increments `joins` (`Release`, J1), executes a heavy fence
 //! (`F_r`), then reads `head` again and starts there, stores that as its cursor and,
 //! in lossless mode, executes `fence(SeqCst)` (`F_j`) and wakes a producer parked on
-//! `space`. Take the producer's fences `F_p` in the total order
-//! of `SeqCst` fences. Every send whose `F_p` precedes `F_r` published a `head` that
+//! `space`. The producer's `F_p` is a light fence and `F_r` a heavy one
+//! (`barrier.rs`): the pair orders like two `SeqCst` fences, so take the fences in
+//! their total order. Every send whose `F_p` precedes `F_r` published a `head` that
 //! the receiver's second read sees, so it starts after all of them. A send whose `F_p`
 //! follows `F_r` loads `joins` after its fence and sees the increment, so the *next*
 //! send rescans and gates on the receiver's cursor. Only the one send in between may
@@ -115,6 +116,7 @@
 use bytemuck::Pod;
 
 use super::{claim_free, RingView};
+use crate::barrier;
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ReceiverEntry};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, store_words, Ordering};
@@ -293,14 +295,15 @@ impl Producer {
         // of the records below it.
         view.ctl.head.store(self.next, Ordering::Release);
         // F_p: orders the stores above before the loads below; pairs with the
-        // receivers' F_r (join) and F_w (park). See the module doc and wait.rs.
-        // (`shmchan_weaken = "f_p"`: `AcqRel`, which does not order a store before a
-        // later load.)
-        fence(if cfg!(shmchan_weaken = "f_p") {
-            Ordering::AcqRel
+        // receivers' F_r (join) and F_w (park), which are heavy fences, so this one is
+        // light (barrier.rs). See the module doc and wait.rs.
+        // (`shmchan_weaken = "f_p"`: `fence(AcqRel)`, which does not order a store
+        // before a later load.)
+        if cfg!(shmchan_weaken = "f_p") {
+            fence(Ordering::AcqRel);
         } else {
-            Ordering::SeqCst
-        });
+            barrier::light();
+        }
         if view.lossless {
             self.gate.note_joins(view);
         }
@@ -339,13 +342,14 @@ impl Consumer {
         // J1 `Release`: a producer that reads the increment sees the claim and the
         // provisional cursor above (pairs with its J2); see "Joining", (a).
         view.ctl.membership.joins.fetch_add(1, Ordering::Release);
-        // F_r: pairs with the producer's F_p; see "Joining".
-        // (`shmchan_weaken = "f_r"`: `AcqRel`.)
-        fence(if cfg!(shmchan_weaken = "f_r") {
-            Ordering::AcqRel
+        // F_r: the heavy fence paired with the producer's light F_p; see "Joining".
+        // (`shmchan_weaken = "f_r"`: `fence(AcqRel)`.) In a process that cannot issue
+        // it (barrier.rs, "degraded") it is a `SeqCst` fence only, see design.md.
+        if cfg!(shmchan_weaken = "f_r") {
+            fence(Ordering::AcqRel);
         } else {
-            Ordering::SeqCst
-        });
+            barrier::heavy();
+        }
         let start = view.ctl.head.load(Ordering::Acquire);
         // `Release`: pairs with the producer's `Acquire` rescan.
         entry.cursor.store(start, Ordering::Release);
@@ -379,6 +383,33 @@ impl Consumer {
     /// or a peer overwrote the owner word).
     pub fn is_evicted(&self, view: &RingView<'_>) -> bool {
         self.entry(view).owner.load(Ordering::Relaxed) != self.owner
+    }
+
+    /// The hot path of [`Consumer::try_read`]: returns the next record if it is
+    /// published and intact, else `Read::Empty` without looking further (not yet
+    /// written, lapped, a skipped claim or a lost race: `try_read` sorts those out).
+    #[inline(always)]
+    pub fn try_read_ready<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
+        let seq = self.cursor;
+        let want = stamp_done(seq);
+        let stamp = &view.slots[view.geom.stamp_index(seq)];
+        // R1, R2 and the re-check exactly as in `try_read`.
+        if stamp.load(Ordering::Acquire) != want {
+            return Read::Empty;
+        }
+        let mut value = T::zeroed();
+        load_words(
+            &view.slots[view.geom.data_range(seq)],
+            bytemuck::bytes_of_mut(&mut value),
+        );
+        if !cfg!(shmchan_weaken = "r2") {
+            fence(Ordering::Acquire);
+        }
+        if stamp.load(Ordering::Relaxed) != want {
+            return Read::Empty;
+        }
+        self.advance(view, seq.wrapping_add(1));
+        Read::Record(value)
     }
 
     /// Reads the next record if there is one.
@@ -441,20 +472,21 @@ impl Consumer {
 
     /// Publishes the new cursor and, in lossless mode, wakes a producer waiting for
     /// the slot we just freed.
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, view: &RingView<'_>, next: u64) {
         self.cursor = next;
         // `Release`: pairs with the producer's `Acquire` rescan; our reads of the slot
         // happen before its next write of it.
         self.entry(view).cursor.store(next, Ordering::Release);
         if view.lossless {
-            // F_a: pairs with the producer's F_w when it parks on `space` (wait.rs).
-            // (`shmchan_weaken = "f_a"`: `AcqRel`.)
-            fence(if cfg!(shmchan_weaken = "f_a") {
-                Ordering::AcqRel
+            // F_a: pairs with the producer's heavy F_w when it parks on `space`
+            // (wait.rs), so it is light (barrier.rs).
+            // (`shmchan_weaken = "f_a"`: `fence(AcqRel)`.)
+            if cfg!(shmchan_weaken = "f_a") {
+                fence(Ordering::AcqRel);
             } else {
-                Ordering::SeqCst
-            });
+                barrier::light();
+            }
             view.space_parker().wake_if_parked();
         }
     }

@@ -52,6 +52,7 @@ use bytemuck::Pod;
 use super::broadcast::Gate;
 use super::unicast::slot_free;
 use super::{claim_free, RingView};
+use crate::barrier;
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
 use crate::process::Liveness;
 use crate::sync::{fence, spin_hint, store_words, Ordering};
@@ -222,8 +223,13 @@ impl SharedProducer {
                 .records
                 .store(records.wrapping_add(1), Ordering::Relaxed);
         }
-        // F_p: pairs with the receivers' F_r (join) and F_w (park); see broadcast.rs.
-        fence(Ordering::SeqCst);
+        // F_p: light; pairs with the receivers' heavy F_r (join) and F_w (park); see
+        // broadcast.rs and barrier.rs. (`shmchan_weaken = "mp_fp"`: `fence(AcqRel)`.)
+        if cfg!(shmchan_weaken = "mp_fp") {
+            fence(Ordering::AcqRel);
+        } else {
+            barrier::light();
+        }
         if view.lossless && !view.unicast {
             self.gate.note_joins(view);
         }

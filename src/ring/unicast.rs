@@ -15,7 +15,7 @@
 //! stamp.CAS(done(r), settled(r), AcqRel)  // C3: consumed; Release pairs with the
 //!                                          //     producer's Acquire slot check
 //! entry.claim.store(0, Release)
-//! fence(SeqCst); wake a producer parked on `space`
+//! light fence (F_s); wake a producer parked on `space`
 //! ```
 //!
 //! A stamp `settled(r)` at the read cursor is a claim skipped because its producer
@@ -41,6 +41,7 @@
 use bytemuck::Pod;
 
 use super::{claim_free, RingView};
+use crate::barrier;
 use crate::layout::{stamp_done, stamp_settled, ReceiverEntry, Stamp};
 use crate::process::Liveness;
 use crate::sync::{fence, load_words, Ordering};
@@ -213,8 +214,13 @@ fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64) -> bool {
         )
         .is_ok();
     entry.claim.store(0, Ordering::Release);
-    // Pairs with the producer's F_w when it parks on `space` (wait.rs).
-    fence(Ordering::SeqCst);
+    // F_s, light: pairs with the producer's heavy F_w when it parks on `space`
+    // (wait.rs, barrier.rs). (`shmchan_weaken = "uc_fs"`: `fence(AcqRel)`.)
+    if cfg!(shmchan_weaken = "uc_fs") {
+        fence(Ordering::AcqRel);
+    } else {
+        barrier::light();
+    }
     view.space_parker().wake_if_parked();
     ours
 }
