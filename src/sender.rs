@@ -178,14 +178,28 @@ impl<T: Pod> Sender<T> {
     /// unicast mode it waits in the ring for a receiver.
     #[inline]
     pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        // Fast path of a `Route` with room: one view, no wait loop, everything inlined.
-        if let Role::Single { producer, owner } = &mut self.role {
-            let view = self.segment.view();
-            if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
-                && producer.has_space(&view)
-            {
-                producer.push(&view, &value);
-                return Ok(());
+        // Fast path with room: one view, no wait loop, everything inlined. Anything
+        // else (full, disconnected, a voided `Channel` claim) goes the full way round.
+        let view = self.segment.view();
+        match &mut self.role {
+            Role::Single { producer, owner } => {
+                if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
+                    && producer.has_space(&view)
+                {
+                    producer.push(&view, &value);
+                    return Ok(());
+                }
+            }
+            Role::Shared(p) => {
+                if p.holds_entry(&view)
+                    && p.try_claim(&view).is_some()
+                    && p.begin(&view, &ProcLiveness)
+                {
+                    p.write(&view, &value);
+                    if p.commit(&view) {
+                        return Ok(());
+                    }
+                }
             }
         }
         self.send_slow(value)
