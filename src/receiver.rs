@@ -139,17 +139,20 @@ impl<T: Pod> Receiver<T> {
         self.try_recv_slow()
     }
 
-    /// The common case of every receive, inlined: a broadcast receiver whose next
-    /// record is there. Anything else (nothing yet, lagged, unicast) takes the full
-    /// path, which reads again.
+    /// The common case of every receive, inlined: the next record is there. Anything
+    /// else (nothing yet, lagged, evicted) takes the full path, which reads again.
     #[inline(always)]
     fn read_fast(&mut self) -> Option<T> {
-        if let Some(Role::Broadcast(consumer)) = &mut self.role {
-            if let Read::Record(value) = consumer.try_read_ready::<T>(&self.segment.view()) {
-                return Some(value);
+        match &mut self.role {
+            Some(Role::Broadcast(consumer)) => {
+                match consumer.try_read_ready::<T>(&self.segment.view()) {
+                    Read::Record(value) => Some(value),
+                    _ => None,
+                }
             }
+            Some(Role::Unicast(worker)) => worker.try_take::<T>(&self.segment.view()),
+            None => None,
         }
-        None
     }
 
     #[inline(never)]

@@ -317,7 +317,28 @@ impl<T: Pod> Sender<T> {
     /// slot.publish();
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
+        // Fast path of a `Route` with room, as in `send`.
+        if let Role::Single { producer, owner } = &mut self.role {
+            let view = self.segment.view();
+            if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
+                && producer.has_space(&view)
+            {
+                let seq = producer.begin(&view);
+                let place = Place::of(&view, seq);
+                return Ok(Loan {
+                    sender: self,
+                    seq,
+                    place,
+                });
+            }
+        }
+        self.loan_slow()
+    }
+
+    #[inline(never)]
+    fn loan_slow(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
         loop {
             self.reserve(None).map_err(|_| SendError(()))?;
             let view = self.segment.view();
@@ -330,14 +351,7 @@ impl<T: Pod> Sender<T> {
                     p.seq()
                 }
             };
-            let place = if view.lossless {
-                let range = view.geom.data_range(seq);
-                let ptr = view.slots[range.start].as_ptr().cast::<T>();
-                debug_assert!(ptr.is_aligned());
-                Place::Slot(ptr)
-            } else {
-                Place::Staged(T::zeroed())
-            };
+            let place = Place::of(&view, seq);
             return Ok(Loan {
                 sender: self,
                 seq,
@@ -400,6 +414,22 @@ enum Place<T> {
     Staged(T),
 }
 
+impl<T: Pod> Place<T> {
+    /// Where the loan of record `seq` lives: the slot itself in lossless modes, a
+    /// private copy in overwrite mode (see [`Sender::loan`]).
+    #[inline(always)]
+    fn of(view: &RingView<'_>, seq: u64) -> Place<T> {
+        if view.lossless {
+            let range = view.geom.data_range(seq);
+            let ptr = view.slots[range.start].as_ptr().cast::<T>();
+            debug_assert!(ptr.is_aligned());
+            Place::Slot(ptr)
+        } else {
+            Place::Staged(T::zeroed())
+        }
+    }
+}
+
 /// A slot lent by [`Sender::loan`], to be filled and then [published](Loan::publish).
 pub struct Loan<'a, T: Pod> {
     sender: &'a mut Sender<T>,
@@ -422,6 +452,7 @@ impl<T: Pod> Loan<'_, T> {
     /// (On a `Channel`, if a receiver skipped this claim because it judged the
     /// producer dead, which a live producer is not, a staged record is sent again at
     /// a new sequence number; a record filled in place is then lost.)
+    #[inline]
     pub fn publish(self) {
         let view = self.sender.segment.view();
         if let Place::Staged(value) = &self.place {

@@ -416,6 +416,10 @@ impl Consumer {
     /// Reads the next record if there is one.
     #[inline]
     pub fn try_read<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
+        // The hot path first (so the loom models drive it too), then every other case.
+        if let Read::Record(value) = self.try_read_ready::<T>(view) {
+            return Read::Record(value);
+        }
         // Bounded: each round either returns or skips one settled slot.
         for _ in 0..=view.geom.capacity {
             let seq = self.cursor;

@@ -102,6 +102,7 @@ impl Worker {
     }
 
     /// Takes the next record if one is published.
+    #[inline]
     pub fn try_take<T: Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
         let entry = self.entry(view);
         let read = &view.ctl.read;
