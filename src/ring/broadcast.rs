@@ -269,7 +269,6 @@ impl Producer {
     #[inline]
     pub fn begin(&mut self, view: &RingView<'_>) -> u64 {
         let seq = self.next;
-        prefetch_for_write(view, seq);
         view.slots[view.geom.stamp_index(seq)].store(stamp_busy(seq), Ordering::Relaxed);
         // W1: a reader that sees any record word stored after this fence also sees the
         // busy stamp (pairs with the reader's R2). `shmchan_weaken = "w1"` drops it.
@@ -428,7 +427,6 @@ impl Consumer {
             // R1: pairs with the producer's W2.
             let s1 = stamp.load(Ordering::Acquire);
             if s1 < want {
-                touch_record_tail(view, seq);
                 return Read::Empty;
             }
             if s1 == want {
@@ -514,47 +512,6 @@ impl Consumer {
         });
         view.space_parker().wake_if_parked();
     }
-}
-
-/// Before the producer writes record `seq`: asks for the slot's second cache line.
-///
-/// A slot of a 64-byte record (plus its stamp) spans two lines, both usually held by
-/// the waiting receiver. The stores go out in order: busy stamp (line 1), the words
-/// (lines 1 and 2), done stamp (line 1). Without the prefetch the done stamp waits
-/// behind the miss on line 2, long enough for the polling receiver to take line 1 back
-/// (it sees `busy`), so line 1 crosses between the cores twice. With it both misses
-/// overlap. Measured in the `shm-bench latency` ping-pong: one-way p50 120-125 ns
-/// against 130-140 ns without, in interleaved runs. A hint only: it changes no value.
-#[inline(always)]
-pub(crate) fn prefetch_for_write(view: &RingView<'_>, seq: u64) {
-    #[cfg(all(not(loom), target_arch = "x86_64"))]
-    if let Some(last) = view.geom.data_range(seq).last() {
-        let p = view.slots[last].as_ptr() as *const i8;
-        // SAFETY: a prefetch never faults and accesses no memory architecturally; `p`
-        // points into the mapping. `_MM_HINT_ET0` becomes `prefetchw` where the target
-        // has it, else `prefetcht0`.
-        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p) };
-    }
-    #[cfg(loom)]
-    let _ = (view, seq);
-}
-
-/// While a receiver waits for record `seq`: loads the slot's last word and discards it.
-///
-/// A slot of a 64-byte record (plus its stamp) spans two cache lines. The waiting
-/// receiver polls the stamp in the first; without this, it would fetch the second only
-/// after the stamp said "done", a second cache miss in series on every record. Keeping
-/// the second line in the poll loop lets both misses overlap (a small gain in the
-/// ping-pong, within the noise of single runs). No effect on what is read (the value is
-/// discarded), so loom models skip it.
-#[inline(always)]
-fn touch_record_tail(view: &RingView<'_>, seq: u64) {
-    #[cfg(not(loom))]
-    if let Some(last) = view.geom.data_range(seq).last() {
-        core::hint::black_box(view.slots[last].load(Ordering::Relaxed));
-    }
-    #[cfg(loom)]
-    let _ = (view, seq);
 }
 
 /// Lossless broadcast, while a producer is blocked before writing `next`: evicts the

@@ -152,7 +152,6 @@ impl SharedProducer {
     /// receiver, or lapped): claim again.
     pub fn begin(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> bool {
         let seq = self.seq;
-        super::broadcast::prefetch_for_write(view, seq);
         let stamp = &view.slots[view.geom.stamp_index(seq)];
         let mut spins = 0u32;
         loop {
