@@ -155,7 +155,15 @@ mod imp {
         }
     }
 
+    /// Environment variable that makes this process behave as if membarrier were
+    /// forbidden to it (the "degraded" state). For tests only, read once per process.
+    const TEST_DEGRADED_VAR: &str = "SHMCHAN_TEST_BARRIER_DEGRADED";
+
     fn decide() {
+        if std::env::var_os(TEST_DEGRADED_VAR).is_some() {
+            STATE.store(DEGRADED, Ordering::Relaxed);
+            return;
+        }
         let supported = membarrier(CMD_QUERY);
         let state = if supported < 0 {
             // ENOSYS: no membarrier at all, hence no light peer anywhere.

@@ -147,6 +147,50 @@ fn lossless_one_sender_three_receivers_a_million_records() {
     }
 }
 
+/// A process that may not call `membarrier` (a seccomp filter; simulated here with a
+/// test-only variable) pairs full fences with its peers' light ones and caps its
+/// sleeps at 1 ms: nothing is lost and nothing hangs, whether the degraded side is a
+/// sleeping receiver (a lost wake-up would otherwise cost a whole liveness tick) or a
+/// sender parked on a full ring.
+#[test]
+fn a_process_without_membarrier_still_gets_every_record() {
+    let count = 100_000u64;
+    for degraded in ["receivers", "sender"] {
+        let name = unique_name("degraded");
+        let _cleanup = Cleanup(name.clone());
+        let vars = [
+            ("NAME", name.clone()),
+            ("COUNT", count.to_string()),
+            ("RECEIVERS", "2".into()),
+        ];
+        let mut with_flag = vars.to_vec();
+        with_flag.push(("SHMCHAN_TEST_BARRIER_DEGRADED", "1".into()));
+        let (rx_vars, tx_vars) = if degraded == "receivers" {
+            (&with_flag[..], &vars[..])
+        } else {
+            (&vars[..], &with_flag[..])
+        };
+        let mut receivers: Vec<_> = (0..2)
+            .map(|_| spawn(ENTRY, "lossless-receiver", rx_vars))
+            .collect();
+        for rx in &mut receivers {
+            rx.expect_line("READY", SHORT);
+        }
+        let mut sender = spawn(ENTRY, "lossless-sender", tx_vars);
+        sender.expect_line(&format!("SENT {count}"), LONG);
+        sender.expect_success(SHORT);
+        for rx in &mut receivers {
+            assert_eq!(rx.expect_line("FIRST", SHORT), "FIRST 0", "{degraded}");
+            assert_eq!(
+                rx.expect_line("DONE", LONG),
+                format!("DONE {count}"),
+                "{degraded}"
+            );
+            rx.expect_success(SHORT);
+        }
+    }
+}
+
 #[test]
 fn lapped_receiver_gets_the_exact_lag_then_valid_records() {
     let name = unique_name("lag");

@@ -136,6 +136,23 @@ impl Peer {
         }
     }
 
+    /// Every line the child prints from now until its stdout closes (it exited or was
+    /// killed); panics if that takes longer than `timeout`.
+    pub fn lines_until_eof(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{}: stdout still open after {timeout:?}", self.role)
+                }
+            }
+        }
+    }
+
     /// SIGKILLs the child and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
