@@ -34,6 +34,12 @@ pub enum Overflow {
     Overwrite,
     /// Lossless: the producer waits for the slowest *live* receiver. A receiver whose
     /// process died is evicted, so the producer never waits on a corpse.
+    ///
+    /// One caveat, for processes that may not call `membarrier(2)` (a seccomp filter)
+    /// while their peers can: a receiver in such a process that joins while records
+    /// flow has no formal guarantee that its very first records are not overwritten
+    /// before it reads them; it would see [`RecvError::Lagged`](crate::RecvError::Lagged),
+    /// never a silent gap. See `docs/design.md`, "Asymmetric fences".
     Block,
 }
 

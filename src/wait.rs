@@ -23,8 +23,9 @@
 //! increment, so it bumps `seq` and wakes; the waiter's `futex_wait` then either finds
 //! `seq != v` and returns at once (the bump came first) or is already asleep and woken.
 //!
-//! *No syscall when nobody sleeps.* The notifier pays a compiler fence and one load
-//! (the waiter pays the heavy fence, a `membarrier` system call, when it parks); it makes
+//! *No syscall when nobody sleeps.* The notifier pays a light fence (a compiler fence in
+//! a process registered for `membarrier`, else an `mfence`) and one load; the waiter
+//! pays the heavy fence, a `membarrier` system call, when it parks. The notifier makes
 //! the `futex_wake` system call only when a waiter is registered.
 //!
 //! *Bounded sleeps.* Every sleep is capped by a tick, after which the waiter runs an

@@ -148,10 +148,10 @@ fn lossless_one_sender_three_receivers_a_million_records() {
 }
 
 /// A process that may not call `membarrier` (a seccomp filter; simulated here with a
-/// test-only variable) pairs full fences with its peers' light ones and caps its
-/// sleeps at 1 ms: nothing is lost and nothing hangs, whether the degraded side is a
-/// sleeping receiver (a lost wake-up would otherwise cost a whole liveness tick) or a
-/// sender parked on a full ring.
+/// test-only variable) pairs full fences with its peers' light ones: nothing is lost,
+/// duplicated or reordered and nothing hangs, whether the degraded side is a sleeping
+/// receiver or a sender parked on a full ring. (Its 1 ms sleep cap is not shown here: a
+/// wake-up missed without it costs a 50 ms tick, which no test may time.)
 #[test]
 fn a_process_without_membarrier_still_gets_every_record() {
     let count = 100_000u64;
