@@ -391,34 +391,23 @@ impl Consumer {
     #[inline(always)]
     pub fn try_read_ready<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
         let seq = self.cursor;
-        let want = stamp_done(seq);
         let stamp = &view.slots[view.geom.stamp_index(seq)];
-        // R1, R2 and the re-check exactly as in `try_read`.
-        if stamp.load(Ordering::Acquire) != want {
+        // R1 as in `try_read`.
+        if stamp.load(Ordering::Acquire) != stamp_done(seq) {
             return Read::Empty;
         }
-        let mut value = T::zeroed();
-        load_words(
-            &view.slots[view.geom.data_range(seq)],
-            bytemuck::bytes_of_mut(&mut value),
-        );
-        if !cfg!(shmchan_weaken = "r2") {
-            fence(Ordering::Acquire);
+        match copy_if_intact::<T>(view, seq) {
+            Some(value) => {
+                self.advance(view, seq.wrapping_add(1));
+                Read::Record(value)
+            }
+            None => Read::Empty,
         }
-        if stamp.load(Ordering::Relaxed) != want {
-            return Read::Empty;
-        }
-        self.advance(view, seq.wrapping_add(1));
-        Read::Record(value)
     }
 
     /// Reads the next record if there is one.
     #[inline]
     pub fn try_read<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
-        // The hot path first (so the loom models drive it too), then every other case.
-        if let Read::Record(value) = self.try_read_ready::<T>(view) {
-            return Read::Record(value);
-        }
         // Bounded: each round either returns or skips one settled slot.
         for _ in 0..=view.geom.capacity {
             let seq = self.cursor;
@@ -430,17 +419,7 @@ impl Consumer {
                 return Read::Empty;
             }
             if s1 == want {
-                let mut value = T::zeroed();
-                load_words(
-                    &view.slots[view.geom.data_range(seq)],
-                    bytemuck::bytes_of_mut(&mut value),
-                );
-                // R2: pairs with the producer's W1 (see the module doc).
-                // `shmchan_weaken = "r2"` drops it.
-                if !cfg!(shmchan_weaken = "r2") {
-                    fence(Ordering::Acquire);
-                }
-                if stamp.load(Ordering::Relaxed) == want {
+                if let Some(value) = copy_if_intact::<T>(view, seq) {
                     self.advance(view, seq.wrapping_add(1));
                     return Read::Record(value);
                 }
@@ -512,6 +491,25 @@ impl Consumer {
         });
         view.space_parker().wake_if_parked();
     }
+}
+
+/// The seqlock copy of record `seq`, whose stamp the caller has just loaded (R1,
+/// `Acquire`) as `done(seq)`: copies the words, then keeps the copy only if the stamp
+/// still says `done(seq)`. `None`: a writer lapped us during the copy.
+#[inline(always)]
+fn copy_if_intact<T: Pod>(view: &RingView<'_>, seq: u64) -> Option<T> {
+    let mut value = T::zeroed();
+    load_words(
+        &view.slots[view.geom.data_range(seq)],
+        bytemuck::bytes_of_mut(&mut value),
+    );
+    // R2: pairs with the producer's W1 (see the module doc).
+    // `shmchan_weaken = "r2"` drops it.
+    if !cfg!(shmchan_weaken = "r2") {
+        fence(Ordering::Acquire);
+    }
+    (view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_done(seq))
+        .then_some(value)
 }
 
 /// Lossless broadcast, while a producer is blocked before writing `next`: evicts the
