@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmchan::{Overflow, RecvError, Route, Wait};
+use shmchan::{Overflow, RecvTimeoutError, Route, Wait};
 
 /// One quote on the wire: 48 bytes, `#[repr(C)]`, plain old data.
 #[repr(C)]
@@ -384,11 +384,11 @@ fn subscribe(o: &Options) -> Result<(), String> {
                 received += 1;
                 hist.saturating_record(now.saturating_sub(q.ts_ns).max(1));
             }
-            Err(RecvError::Lagged(n)) => {
+            Err(RecvTimeoutError::Lagged(n)) => {
                 lagged += n;
                 expected_seq += n;
             }
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(format!("subscriber: {e}")),
         }
     }

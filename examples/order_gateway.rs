@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmchan::{Channel, Mode, Overflow, RecvError};
+use shmchan::{Channel, Mode, Overflow, RecvTimeoutError};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -241,7 +241,7 @@ fn gateway(o: &Options) -> Result<(), String> {
                 };
                 fills.send(fill).map_err(|e| e.to_string())?;
             }
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(format!("gateway: {e}")),
         }
     }

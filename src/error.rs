@@ -26,9 +26,6 @@ pub enum OpenError {
         /// What is wrong with the value.
         reason: String,
     },
-    /// The combination of options is not implemented.
-    #[error("unsupported: {0}")]
-    Unsupported(&'static str),
     /// The segment exists with a different layout, record type or policy.
     #[error("segment {} does not match: {field} is {found} there, this side expects {expected}", path.display())]
     Mismatch {
@@ -112,26 +109,47 @@ pub enum OpenError {
     },
 }
 
-/// Why a blocking receive returned without a record.
+/// Why [`Receiver::recv`](crate::Receiver::recv) returned without a record.
+///
+/// The shape of `tokio::sync::broadcast::error::RecvError`, plus eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The receiver fell a whole ring behind (`Overflow::Overwrite`) and skipped this
     /// many records; the next receive continues at the oldest record still present.
     #[error("receiver lagged behind and skipped {0} records")]
     Lagged(u64),
-    /// The sender left or died and every record it published has been received.
-    #[error("sender disconnected")]
+    /// Every sender left or died, and every record they published has been received.
+    #[error("all senders disconnected")]
     Disconnected,
-    /// This receiver's entry was taken from it (it was judged dead). Open a new one.
+    /// This receiver's entry was taken from it (its process was judged dead, or a peer
+    /// overwrote the entry). Open a new receiver.
     #[error("receiver was evicted from the segment")]
     Evicted,
-    /// `recv_timeout` elapsed with nothing to receive.
-    #[error("timed out waiting for a record")]
-    Timeout,
 }
 
-/// Why a non-blocking receive returned without a record.
+/// Why [`Receiver::recv_timeout`](crate::Receiver::recv_timeout) returned without a
+/// record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvTimeoutError {
+    /// Nothing arrived before the timeout.
+    #[error("timed out waiting for a record")]
+    Timeout,
+    /// See [`RecvError::Lagged`].
+    #[error("receiver lagged behind and skipped {0} records")]
+    Lagged(u64),
+    /// See [`RecvError::Disconnected`].
+    #[error("all senders disconnected")]
+    Disconnected,
+    /// See [`RecvError::Evicted`].
+    #[error("receiver was evicted from the segment")]
+    Evicted,
+}
+
+/// Why [`Receiver::try_recv`](crate::Receiver::try_recv) returned without a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TryRecvError {
     /// Nothing to receive right now.
     #[error("no record available")]
@@ -140,35 +158,107 @@ pub enum TryRecvError {
     #[error("receiver lagged behind and skipped {0} records")]
     Lagged(u64),
     /// See [`RecvError::Disconnected`].
-    #[error("sender disconnected")]
+    #[error("all senders disconnected")]
     Disconnected,
     /// See [`RecvError::Evicted`].
     #[error("receiver was evicted from the segment")]
     Evicted,
 }
 
-/// The sender lost its role (another process took the segment's sender claim, which
-/// happens only if this process was judged dead or a peer overwrote the claim).
-/// Carries the value back.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SendError<T>(pub T);
-
-/// Why `try_send` did not send. Carries the value back.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum TrySendError<T> {
-    /// The ring is full (lossless mode: the slowest live receiver is a ring behind).
-    Full(T),
-    /// See [`SendError`].
-    Disconnected(T),
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Lagged(n) => RecvTimeoutError::Lagged(n),
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+            RecvError::Evicted => RecvTimeoutError::Evicted,
+        }
+    }
 }
 
-/// Why `send_timeout` did not send. Carries the value back.
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Lagged(n) => TryRecvError::Lagged(n),
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Evicted => TryRecvError::Evicted,
+        }
+    }
+}
+
+macro_rules! recv_helpers {
+    ($t:ident) => {
+        impl $t {
+            /// Whether every sender is gone and everything was received.
+            pub fn is_disconnected(&self) -> bool {
+                matches!(self, $t::Disconnected)
+            }
+
+            /// Whether this receiver lagged (and how far: see `Lagged`).
+            pub fn is_lagged(&self) -> bool {
+                matches!(self, $t::Lagged(_))
+            }
+
+            /// Whether this receiver was evicted.
+            pub fn is_evicted(&self) -> bool {
+                matches!(self, $t::Evicted)
+            }
+        }
+    };
+}
+recv_helpers!(RecvError);
+recv_helpers!(RecvTimeoutError);
+recv_helpers!(TryRecvError);
+
+impl RecvTimeoutError {
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+}
+
+impl TryRecvError {
+    /// Whether nothing was there to receive.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+}
+
+/// Why [`Sender::send`](crate::Sender::send) or [`Loan::publish`](crate::Loan::publish)
+/// did not send. Carries the value back.
+///
+/// A broadcast sender with no receiver still sends (receivers that join later start
+/// at the newest position), so unlike crossbeam's `SendError` this is not about
+/// receivers: the only way a send fails is that this sender lost its role.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError<T> {
+    /// This sender lost its role on the segment: it was judged dead (or a peer
+    /// overwrote its entry) and its place was taken. Open a new sender.
+    Evicted(T),
+}
+
+/// Why [`Sender::try_send`](crate::Sender::try_send) did not send. Carries the value
+/// back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrySendError<T> {
+    /// No room now: a lossless ring is full (the slowest live receiver is a ring
+    /// behind, or in unicast nobody has taken the oldest record), or another producer
+    /// still holds the slot.
+    Full(T),
+    /// See [`SendError::Evicted`].
+    Evicted(T),
+}
+
+/// Why [`Sender::send_timeout`](crate::Sender::send_timeout) did not send. Carries the
+/// value back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendTimeoutError<T> {
-    /// The ring stayed full until the timeout.
+    /// There was no room until the timeout.
     Timeout(T),
-    /// See [`SendError`].
-    Disconnected(T),
+    /// See [`SendError::Evicted`].
+    Evicted(T),
 }
 
 /// `wait_for_receivers` gave up: fewer receivers than wanted were attached.
@@ -184,7 +274,14 @@ pub struct ReceiversTimeout {
 impl<T> SendError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
-        self.0
+        match self {
+            SendError::Evicted(v) => v,
+        }
+    }
+
+    /// Whether this sender lost its role.
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, SendError::Evicted(_))
     }
 }
 
@@ -192,13 +289,18 @@ impl<T> TrySendError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            TrySendError::Full(v) | TrySendError::Disconnected(v) => v,
+            TrySendError::Full(v) | TrySendError::Evicted(v) => v,
         }
     }
 
-    /// Whether the ring was full.
+    /// Whether there was no room.
     pub fn is_full(&self) -> bool {
         matches!(self, TrySendError::Full(_))
+    }
+
+    /// Whether this sender lost its role.
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, TrySendError::Evicted(_))
     }
 }
 
@@ -206,21 +308,49 @@ impl<T> SendTimeoutError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            SendTimeoutError::Timeout(v) | SendTimeoutError::Disconnected(v) => v,
+            SendTimeoutError::Timeout(v) | SendTimeoutError::Evicted(v) => v,
+        }
+    }
+
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+
+    /// Whether this sender lost its role.
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, SendTimeoutError::Evicted(_))
+    }
+}
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Evicted(v) => TrySendError::Evicted(v),
         }
     }
 }
 
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Evicted(v) => SendTimeoutError::Evicted(v),
+        }
+    }
+}
+
+const EVICTED: &str = "sender was evicted from the segment (judged dead, its place taken)";
+
 // Records are `Pod`, which need not be `Debug`: the errors print without the value.
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
+        f.write_str("Evicted(..)")
     }
 }
 
 impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sender lost its role on the segment")
+        f.write_str(EVICTED)
     }
 }
 
@@ -230,7 +360,7 @@ impl<T> fmt::Debug for TrySendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrySendError::Full(_) => f.write_str("Full(..)"),
-            TrySendError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            TrySendError::Evicted(_) => f.write_str("Evicted(..)"),
         }
     }
 }
@@ -238,8 +368,8 @@ impl<T> fmt::Debug for TrySendError<T> {
 impl<T> fmt::Display for TrySendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrySendError::Full(_) => f.write_str("ring is full"),
-            TrySendError::Disconnected(_) => f.write_str("sender lost its role on the segment"),
+            TrySendError::Full(_) => f.write_str("no room in the ring"),
+            TrySendError::Evicted(_) => f.write_str(EVICTED),
         }
     }
 }
@@ -250,7 +380,7 @@ impl<T> fmt::Debug for SendTimeoutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
-            SendTimeoutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            SendTimeoutError::Evicted(_) => f.write_str("Evicted(..)"),
         }
     }
 }
@@ -258,21 +388,10 @@ impl<T> fmt::Debug for SendTimeoutError<T> {
 impl<T> fmt::Display for SendTimeoutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendTimeoutError::Timeout(_) => f.write_str("timed out waiting for a free slot"),
-            SendTimeoutError::Disconnected(_) => f.write_str("sender lost its role on the segment"),
+            SendTimeoutError::Timeout(_) => f.write_str("timed out waiting for room in the ring"),
+            SendTimeoutError::Evicted(_) => f.write_str(EVICTED),
         }
     }
 }
 
 impl<T> std::error::Error for SendTimeoutError<T> {}
-
-impl From<TryRecvError> for Option<RecvError> {
-    fn from(e: TryRecvError) -> Self {
-        match e {
-            TryRecvError::Empty => None,
-            TryRecvError::Lagged(n) => Some(RecvError::Lagged(n)),
-            TryRecvError::Disconnected => Some(RecvError::Disconnected),
-            TryRecvError::Evicted => Some(RecvError::Evicted),
-        }
-    }
-}

@@ -88,6 +88,7 @@ mod sync;
 pub mod wait;
 #[cfg(not(loom))]
 mod wait;
+mod weaken;
 
 #[cfg(not(loom))]
 pub use builder::{
@@ -95,7 +96,8 @@ pub use builder::{
     DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_PRODUCERS, MAX_RECEIVERS,
 };
 pub use error::{
-    OpenError, ReceiversTimeout, RecvError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    OpenError, ReceiversTimeout, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 pub use options::{Mode, Overflow, MAX_NAME_LEN, MAX_TYPE_NAME_LEN};
 #[cfg(not(loom))]

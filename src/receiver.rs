@@ -1,21 +1,19 @@
-//! The receiving half.
+//! The receiving half: a thin handle over `ring::reader::Reader` and the receive loop
+//! of `ring/recv.rs`, on a mapped segment.
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{OpenError, RecvError, TryRecvError};
+use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
 use crate::process::{self, ProcLiveness};
-use crate::ring::broadcast::{self, Consumer, Read};
-use crate::ring::multi;
-use crate::ring::unicast::Worker;
-use crate::ring::RingView;
+use crate::ring::reader::Reader;
+use crate::ring::recv::{self, RecvState};
 use crate::segment::Segment;
-use crate::sync::Ordering;
-use crate::wait::{self, Wait};
+use crate::wait::Wait;
 
-/// How many empty `try_recv` calls between two liveness checks of the sender (a
+/// How many empty `try_recv` calls between two liveness checks of the senders (a
 /// liveness check reads `/proc`; an empty poll must stay cheap).
 const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 
@@ -23,92 +21,88 @@ const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 /// [`Route::receiver`](crate::Route::receiver), [`Channel::receiver`](crate::Channel::receiver)
 /// or a [`Builder`](crate::Builder).
 ///
-/// A new broadcast receiver starts at the newest position: it sees the records
-/// published after it joined. A unicast receiver takes the oldest record no other
-/// receiver has taken. Dropping it frees its entry in the receiver table.
+/// # What the caller sees
+///
+/// * **Where it starts.** A new broadcast receiver starts at the newest position: it
+///   sees the records published after it joined. A unicast receiver takes the oldest
+///   record no other receiver has taken.
+/// * **Lagging** (broadcast [`Overflow::Overwrite`](crate::Overflow::Overwrite) only).
+///   A receiver that falls a whole ring behind gets [`RecvError::Lagged(n)`] once,
+///   with `n` the number of records it missed, and the next receive returns the
+///   oldest record still in the ring (as `tokio::sync::broadcast`). A torn or
+///   overwritten record is never returned. In lossless modes a live receiver never
+///   lags: the senders wait for it.
+/// * **Disconnection.** When every sender has left or died, the receiver first drains
+///   what they published, then gets [`RecvError::Disconnected`]; so does every later
+///   call, until a new sender attaches. A receiver that joined before any sender
+///   attached waits for one.
+/// * **Eviction.** A receiver whose process was judged dead loses its entry; if it is
+///   in fact alive (a peer scribbled over the segment) it gets
+///   [`RecvError::Evicted`] and must open a new receiver.
+/// * **Dropping** it frees its entry in the receiver table. A receiver copied into a
+///   forked child belongs to the parent: the child's drop frees nothing.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmchan::{RecvError, Route, TryRecvError};
+///
+/// # let name = format!("doc-receiver-{}", std::process::id());
+/// let mut tx = Route::<u32>::builder(&name).capacity(4).sender()?; // Overwrite
+/// let mut rx = Route::<u32>::receiver(&name)?;
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+/// for i in 0..10 {
+///     tx.send(i)?;
+/// }
+/// // Lapped: the 6 oldest records are gone, and we are told so once.
+/// assert_eq!(rx.recv(), Err(RecvError::Lagged(6)));
+/// assert_eq!(rx.recv()?, 6);
+/// drop(tx);
+/// let rest: Vec<u32> = rx.iter().collect(); // ends at the disconnection
+/// assert_eq!(rest, [7, 8, 9]);
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+/// # drop(rx); Route::<u32>::remove(&name)?;
+/// # Ok(()) }
+/// ```
 pub struct Receiver<T> {
     segment: Segment,
     /// `None` only during drop.
-    role: Option<Role>,
+    reader: Option<Reader>,
+    state: RecvState,
     wait: Wait,
-    rule: DisconnectRule,
-    stall: Stall,
+    /// The process that opened this receiver.
+    pid: u32,
     empty_polls: u32,
     lagged_total: u64,
     _record: PhantomData<fn() -> T>,
-}
-
-/// Which receiver algorithm this receiver runs.
-#[derive(Debug)]
-enum Role {
-    /// Every record, with a cursor of its own (`ring/broadcast.rs`).
-    Broadcast(Consumer),
-    /// Competing for records through the shared read cursor (`ring/unicast.rs`).
-    Unicast(Worker),
 }
 
 impl<T> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("path", &self.segment.path())
-            .field("role", &self.role)
+            .field("reader", &self.reader)
             .field("wait", &self.wait)
             .finish()
     }
 }
 
-/// When an empty ring means the senders are gone for good.
-#[derive(Clone, Copy)]
-struct DisconnectRule {
-    /// A sender was attached when we joined.
-    joined_with_sender: bool,
-    /// `sender_attaches` when we joined: a change means a sender has come since.
-    attaches_at_join: u64,
-}
-
-/// Where this receiver has been waiting, for how many liveness ticks (a `Channel`
-/// claim whose producer died is skipped after one or two ticks).
-#[derive(Clone, Copy, Default)]
-struct Stall {
-    seq: u64,
-    ticks: u32,
-}
-
 impl<T: Pod> Receiver<T> {
     pub(crate) fn attach(segment: Segment, wait: Wait) -> Result<Self, OpenError> {
         let view = segment.view();
-        let membership = &view.ctl.membership;
-        // `Acquire`: pairs with the senders' `Release` increments when they attach.
-        let attaches_at_join = membership.sender_attaches.load(Ordering::Acquire);
-        let joined_with_sender = senders_present(&view);
-        let owner = process::current_owner();
-        let join = |view: &RingView<'_>| {
-            if view.unicast {
-                Worker::join(view, owner).map(Role::Unicast)
-            } else {
-                Consumer::join(view, owner).map(Role::Broadcast)
-            }
-        };
-        let role = match join(&view) {
-            Some(role) => role,
-            None => {
-                // Full: free the entries of dead receivers and try once more.
-                broadcast::live_receivers(&view, &ProcLiveness);
-                join(&view).ok_or_else(|| OpenError::ReceiversFull {
+        let state = RecvState::before_join(&view);
+        let reader =
+            Reader::join(&view, process::current_owner(), &ProcLiveness).ok_or_else(|| {
+                OpenError::ReceiversFull {
                     path: segment.path().to_owned(),
                     max: view.receivers.len(),
-                })?
-            }
-        };
+                }
+            })?;
         Ok(Receiver {
             segment,
-            role: Some(role),
+            reader: Some(reader),
+            state,
             wait,
-            rule: DisconnectRule {
-                joined_with_sender,
-                attaches_at_join,
-            },
-            stall: Stall::default(),
+            pid: std::process::id(),
             empty_polls: 0,
             lagged_total: 0,
             _record: PhantomData,
@@ -122,12 +116,25 @@ impl<T: Pod> Receiver<T> {
     /// after every sender left or died and everything they sent was received.
     #[inline]
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_deadline(None)
+        if let Some(value) = self.read_fast() {
+            return Ok(value);
+        }
+        match self.recv_slow(None) {
+            Ok(value) => Ok(value),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
+            // No deadline: nothing else ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
     }
 
-    /// Like [`Receiver::recv`], giving up with [`RecvError::Timeout`] after `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+    /// Like [`Receiver::recv`], giving up with [`RecvTimeoutError::Timeout`] after
+    /// `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        if let Some(value) = self.read_fast() {
+            return Ok(value);
+        }
+        self.recv_slow(Some(Instant::now() + timeout))
     }
 
     /// Receives the next record if one is there now.
@@ -139,75 +146,66 @@ impl<T: Pod> Receiver<T> {
         self.try_recv_slow()
     }
 
-    /// The common case of every receive, inlined: the next record is there. Anything
-    /// else (nothing yet, lagged, evicted) takes the full path, which reads again.
+    /// The common case of every receive, inlined: the next record is there.
     #[inline(always)]
     fn read_fast(&mut self) -> Option<T> {
-        match &mut self.role {
-            Some(Role::Broadcast(consumer)) => {
-                match consumer.try_read_ready::<T>(&self.segment.view()) {
-                    Read::Record(value) => Some(value),
-                    _ => None,
-                }
-            }
-            Some(Role::Unicast(worker)) => worker.try_take::<T>(&self.segment.view()),
-            None => None,
-        }
+        let view = self.segment.view();
+        self.reader.as_mut()?.read_fast::<T>(&view)
     }
 
     #[inline(never)]
     fn try_recv_slow(&mut self) -> Result<T, TryRecvError> {
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
-        let result = self.poll(check_liveness);
+        let view = self.segment.view();
+        let reader = self
+            .reader
+            .as_mut()
+            .expect("the reader is present until drop");
+        let result = recv::poll::<T>(
+            &view,
+            reader,
+            &mut self.state,
+            check_liveness,
+            &ProcLiveness,
+        );
         if let Err(TryRecvError::Lagged(n)) = result {
             self.lagged_total = self.lagged_total.saturating_add(n);
         }
         result
     }
 
-    #[inline]
-    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
-        if let Some(value) = self.read_fast() {
-            return Ok(value);
-        }
-        self.recv_slow(deadline)
-    }
-
     #[inline(never)]
-    fn recv_slow(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
+    fn recv_slow(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let view = self.segment.view();
-        let role = self.role.as_mut().expect("role is present until drop");
-        let (rule, stall) = (self.rule, &mut self.stall);
-        let outcome = wait::wait_for(
+        let reader = self
+            .reader
+            .as_mut()
+            .expect("the reader is present until drop");
+        let result = recv::recv::<T>(
+            &view,
+            reader,
+            &mut self.state,
             self.wait,
             deadline,
-            view.data_parker(),
-            |idle| match poll_view::<T>(&view, role, idle, rule, stall) {
-                Ok(v) => Some(Ok(v)),
-                Err(e) => Option::<RecvError>::from(e).map(Err),
-            },
+            &ProcLiveness,
         );
-        let result = outcome.unwrap_or(Err(RecvError::Timeout));
-        if let Err(RecvError::Lagged(n)) = result {
+        if let Err(RecvTimeoutError::Lagged(n)) = result {
             self.lagged_total = self.lagged_total.saturating_add(n);
         }
         result
     }
 
-    fn poll(&mut self, check_liveness: bool) -> Result<T, TryRecvError> {
-        let view = self.segment.view();
-        let role = self.role.as_mut().expect("role is present until drop");
-        poll_view::<T>(&view, role, check_liveness, self.rule, &mut self.stall)
-    }
-
     /// A blocking iterator over records. It ends when the senders disconnect or this
-    /// receiver is evicted; lag is skipped over (see [`Receiver::lagged_total`]).
+    /// receiver is evicted. A lag (broadcast `Overwrite` only) does not end it: the
+    /// records missed are counted in [`Receiver::lagged_total`], which the caller
+    /// should check; use [`Receiver::recv`] to be told of each lag as it happens.
     pub fn iter(&mut self) -> Iter<'_, T> {
         Iter { receiver: self }
     }
 
-    /// An iterator over the records available now. It ends when none is left.
+    /// An iterator over the records available now. It ends when none is left (lag is
+    /// treated as in [`Receiver::iter`]).
     pub fn try_iter(&mut self) -> TryIter<'_, T> {
         TryIter { receiver: self }
     }
@@ -220,113 +218,19 @@ impl<T: Pod> Receiver<T> {
     /// Broadcast: sequence number of the next record this receiver will read.
     /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {
-        match &self.role {
-            Some(Role::Broadcast(c)) => c.cursor(),
-            Some(Role::Unicast(_)) => Worker::read_cursor(&self.segment.view()),
-            None => 0,
-        }
-    }
-}
-
-/// Whether any sender is attached: the `Route` claim or a `Channel` producer.
-fn senders_present(view: &RingView<'_>) -> bool {
-    let membership = &view.ctl.membership;
-    // `Acquire`: pairs with the `Release` with which a sender leaves, so if none is
-    // left, every record they published is visible to the re-check that follows.
-    membership.sender.load(Ordering::Acquire) != 0
-        || membership.producers.load(Ordering::Acquire) != 0
-}
-
-/// One non-blocking receive: a record, or why not.
-///
-/// `check_liveness` (once a liveness tick) also looks for senders that died: reaps
-/// their claims, skips sequence numbers a dead `Channel` producer will never publish,
-/// and (unicast) delivers records a dead receiver had taken.
-fn poll_view<T: Pod>(
-    view: &RingView<'_>,
-    role: &mut Role,
-    check_liveness: bool,
-    rule: DisconnectRule,
-    stall: &mut Stall,
-) -> Result<T, TryRecvError> {
-    if let Some(result) = read::<T>(view, role) {
-        return result;
-    }
-    if is_evicted(view, role) {
-        return Err(TryRecvError::Evicted);
-    }
-    let membership = &view.ctl.membership;
-    if check_liveness {
-        let waiting_on = match role {
-            Role::Broadcast(c) => c.cursor(),
-            Role::Unicast(_) => Worker::read_cursor(view),
-        };
-        if !view.producers.is_empty() {
-            // A `Channel`: producers that died, and the claims they left behind.
-            multi::reap_dead_producers(view, &ProcLiveness);
-            if stall.seq != waiting_on {
-                *stall = Stall {
-                    seq: waiting_on,
-                    ticks: 0,
-                };
-            }
-            stall.ticks = stall.ticks.saturating_add(1);
-            let patient = stall.ticks >= 2;
-            if multi::resolve_stall(view, waiting_on, &ProcLiveness, patient) {
-                if let Some(result) = read::<T>(view, role) {
-                    return result;
-                }
-            }
-        }
-        if let Role::Unicast(worker) = role {
-            if let Some(value) = worker.rescue::<T>(view, &ProcLiveness) {
-                return Ok(value);
-            }
-        }
-        let sender = membership.sender.load(Ordering::Acquire);
-        if sender != 0 && !process::is_alive(sender) {
-            broadcast::reap_sender(view, sender);
-        }
-    }
-    let gone = !senders_present(view)
-        && (rule.joined_with_sender
-            || membership.sender_attaches.load(Ordering::Acquire) != rule.attaches_at_join);
-    if !gone {
-        return Err(TryRecvError::Empty);
-    }
-    // The senders are gone; drain what they published before they went.
-    read::<T>(view, role).unwrap_or(Err(TryRecvError::Disconnected))
-}
-
-/// Reads the next record: `None` if there is none now.
-#[inline]
-fn read<T: Pod>(view: &RingView<'_>, role: &mut Role) -> Option<Result<T, TryRecvError>> {
-    match role {
-        Role::Broadcast(consumer) => match consumer.try_read::<T>(view) {
-            Read::Record(v) => Some(Ok(v)),
-            // A lossless ring laps only an evicted receiver.
-            Read::Lagged(_) if consumer.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
-            Read::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
-            Read::Empty => None,
-        },
-        Role::Unicast(worker) => worker.try_take::<T>(view).map(Ok),
-    }
-}
-
-fn is_evicted(view: &RingView<'_>, role: &Role) -> bool {
-    match role {
-        Role::Broadcast(c) => c.is_evicted(view),
-        Role::Unicast(w) => w.is_evicted(view),
+        let view = self.segment.view();
+        self.reader.as_ref().map_or(0, |r| r.waiting_on(&view))
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let view = self.segment.view();
-        match self.role.take() {
-            Some(Role::Broadcast(consumer)) => consumer.leave(&view),
-            Some(Role::Unicast(worker)) => worker.leave(&view),
-            None => {}
+        // A copy in a forked child belongs to the parent, which still uses it.
+        if std::process::id() != self.pid {
+            return;
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.leave(&self.segment.view());
         }
     }
 }

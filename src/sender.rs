@@ -1,4 +1,5 @@
-//! The sending half.
+//! The sending half: a thin handle over `ring::producer::Producer` and the send loops
+//! of `ring/send.rs`, on a mapped segment.
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -9,209 +10,126 @@ use bytemuck::Pod;
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
 use crate::options::Family;
 use crate::process::{self, ProcLiveness};
-use crate::ring::broadcast::{self, Producer};
-use crate::ring::multi::{self, SharedProducer};
-use crate::ring::RingView;
+use crate::ring::producer::Producer;
+use crate::ring::send::{self, SendFail};
+use crate::ring::table;
 use crate::segment::Segment;
-use crate::sync::Ordering;
-use crate::wait::{self, Wait, IDLE_TICK};
-
-/// How many times `try_send` retries a claim that a receiver skipped (it judged this
-/// producer stalled) before reporting the ring full.
-const VOID_RETRIES: u32 = 64;
+use crate::wait::{Wait, IDLE_TICK};
 
 /// The sending half of a segment. Created by [`Route::sender`](crate::Route::sender),
 /// [`Channel::sender`](crate::Channel::sender) or a [`Builder`](crate::Builder).
 ///
-/// Dropping it releases its role: when no sender is left, receivers drain what was
-/// sent and then get [`RecvError::Disconnected`](crate::RecvError::Disconnected).
+/// # What the caller sees
+///
+/// * **Room.** In broadcast [`Overflow::Overwrite`](crate::Overflow::Overwrite) mode a
+///   send never waits: the oldest record is overwritten, and a receiver that falls a
+///   whole ring behind gets [`RecvError::Lagged`](crate::RecvError::Lagged). In
+///   lossless modes ([`Overflow::Block`](crate::Overflow::Block), and always in
+///   [`Mode::Unicast`](crate::Mode::Unicast)) `send` waits per its [`Wait`] strategy
+///   while the ring is full, `send_timeout` gives up at its timeout and `try_send`
+///   at once, both giving the value back.
+/// * **No receivers.** A broadcast record sent while no receiver is attached is
+///   written anyway; receivers that join later start at the newest position and do
+///   not see it. A unicast record waits in the ring for a receiver.
+/// * **Dead receivers.** A lossless sender never waits for a receiver whose process
+///   died: it is evicted (checked about every 50 ms while the ring stays full).
+/// * **Eviction.** The only way a send fails for good: this sender lost its role (it
+///   was judged dead, which a live process is not unless a peer scribbled over the
+///   segment) and [`SendError::Evicted`] gives the value back.
+/// * **Dropping** the sender releases its role: when no sender is left, receivers
+///   drain what was sent and then get
+///   [`RecvError::Disconnected`](crate::RecvError::Disconnected). A sender that was
+///   copied into a forked child belongs to the parent: the child's drop releases
+///   nothing.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use shmchan::{Overflow, Route, TrySendError};
+///
+/// # let name = format!("doc-sender-{}", std::process::id());
+/// let mut tx = Route::<u64>::builder(&name).capacity(2).overflow(Overflow::Block).sender()?;
+/// let mut rx = Route::<u64>::receiver(&name)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// // Lossless and full: the slowest receiver is a whole ring behind.
+/// assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+/// assert!(tx.send_timeout(3, Duration::from_millis(1)).is_err_and(|e| e.is_timeout()));
+/// assert_eq!(rx.recv()?, 1);
+/// tx.try_send(3)?;
+/// # drop((tx, rx)); Route::<u64>::remove(&name)?;
+/// # Ok(()) }
+/// ```
 pub struct Sender<T> {
     segment: Segment,
-    role: Role,
+    producer: Producer,
     wait: Wait,
-    /// Last time a blocked `try_send` checked the liveness of the receivers.
+    /// The process that opened this sender.
+    pid: u32,
+    /// Last time a full `try_send` checked the liveness of the receivers.
     last_liveness: Option<Instant>,
     _record: PhantomData<fn(T)>,
-}
-
-/// Which producer algorithm this sender runs.
-enum Role {
-    /// The one producer of a `Route` (`ring/broadcast.rs`).
-    Single { producer: Producer, owner: u64 },
-    /// One of the producers of a `Channel` (`ring/multi.rs`).
-    Shared(SharedProducer),
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("path", &self.segment.path())
-            .field(
-                "family",
-                &match self.role {
-                    Role::Single { .. } => "Route",
-                    Role::Shared(_) => "Channel",
-                },
-            )
+            .field("producer", &self.producer)
             .field("wait", &self.wait)
             .finish()
     }
-}
-
-/// What writing a claimed slot came to.
-enum Written {
-    Published,
-    /// A receiver skipped the claim: claim again.
-    Void,
-}
-
-enum Reserve {
-    Timeout,
-    Disconnected,
 }
 
 impl<T: Pod> Sender<T> {
     pub(crate) fn attach(segment: Segment, family: Family, wait: Wait) -> Result<Self, OpenError> {
         let owner = process::current_owner();
         let view = segment.view();
-        let role = match family {
+        let producer = match family {
             Family::Route => {
-                if let Err(holder) = broadcast::claim_sender(&view, owner, &ProcLiveness) {
-                    return Err(OpenError::SenderExists {
+                Producer::attach_route(&view, owner, &ProcLiveness).map_err(|holder| {
+                    OpenError::SenderExists {
                         path: segment.path().to_owned(),
                         pid: process::owner_pid(holder),
-                    });
-                }
-                Role::Single {
-                    producer: Producer::attach(&view),
-                    owner,
-                }
+                    }
+                })?
             }
             Family::Channel => {
-                let joined = SharedProducer::join(&view, owner).or_else(|| {
-                    // Full: free the entries of dead producers and try once more.
-                    multi::reap_dead_producers(&view, &ProcLiveness);
-                    SharedProducer::join(&view, owner)
-                });
-                match joined {
-                    Some(p) => Role::Shared(p),
-                    None => {
-                        return Err(OpenError::ProducersFull {
-                            path: segment.path().to_owned(),
-                            max: view.producers.len(),
-                        })
+                Producer::join_channel(&view, owner, &ProcLiveness).ok_or_else(|| {
+                    OpenError::ProducersFull {
+                        path: segment.path().to_owned(),
+                        max: view.producers.len(),
                     }
-                }
+                })?
             }
         };
         Ok(Sender {
             segment,
-            role,
+            producer,
             wait,
+            pid: std::process::id(),
             last_liveness: None,
             _record: PhantomData,
         })
     }
 
-    /// Whether this process still holds its sender role.
-    #[inline]
-    fn holds_role(role: &Role, view: &RingView<'_>) -> bool {
-        match role {
-            Role::Single { owner, .. } => {
-                view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
-            }
-            Role::Shared(p) => p.holds_entry(view),
-        }
-    }
-
-    /// Route: is there room for the next record? Channel: claims a sequence number.
-    #[inline]
-    fn try_reserve(role: &mut Role, view: &RingView<'_>) -> bool {
-        match role {
-            Role::Single { producer, .. } => producer.has_space(view),
-            Role::Shared(p) => p.try_claim(view).is_some(),
-        }
-    }
-
-    /// While full: evicts dead receivers that hold a lossless broadcast ring back.
-    fn evict_dead(role: &mut Role, view: &RingView<'_>) {
-        match role {
-            Role::Single { producer, .. } => {
-                producer.evict_dead(view, &ProcLiveness);
-            }
-            Role::Shared(_) => {
-                if view.lossless && !view.unicast {
-                    let head = view.ctl.head.load(Ordering::Relaxed);
-                    broadcast::evict_blocking(view, head, &ProcLiveness);
-                }
-            }
-        }
-    }
-
-    /// Writes `value` into the reserved slot and publishes it.
-    #[inline]
-    fn write(role: &mut Role, view: &RingView<'_>, value: &T) -> Written {
-        match role {
-            Role::Single { producer, .. } => {
-                producer.push(view, value);
-                Written::Published
-            }
-            Role::Shared(p) => {
-                if !p.begin(view, &ProcLiveness) {
-                    return Written::Void;
-                }
-                p.write(view, value);
-                if p.commit(view) {
-                    Written::Published
-                } else {
-                    Written::Void
-                }
-            }
-        }
-    }
-
-    /// Sends a record, waiting (per the [`Wait`] strategy) while a lossless ring is full.
-    /// Never waits in broadcast [`Overflow::Overwrite`](crate::Overflow::Overwrite) mode.
-    ///
-    /// In broadcast mode, with no receiver attached the record is still written:
-    /// receivers that join later start at the newest position and do not see it. In
-    /// unicast mode it waits in the ring for a receiver.
+    /// Sends a record, waiting (per the [`Wait`] strategy) while a lossless ring is
+    /// full. Never waits in broadcast `Overwrite` mode.
     #[inline]
     pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        // Fast path with room: one view, no wait loop, everything inlined. Anything
-        // else (full, disconnected, a voided `Channel` claim) goes the full way round.
         let view = self.segment.view();
-        match &mut self.role {
-            Role::Single { producer, owner } => {
-                if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
-                    && producer.has_space(&view)
-                {
-                    producer.push(&view, &value);
-                    return Ok(());
-                }
-            }
-            Role::Shared(p) => {
-                if p.holds_entry(&view)
-                    && p.try_claim(&view).is_some()
-                    && p.begin(&view, &ProcLiveness)
-                {
-                    p.write(&view, &value);
-                    if p.commit(&view) {
-                        return Ok(());
-                    }
-                }
-            }
+        if send::send_now(&mut self.producer, &view, &value, &ProcLiveness) {
+            return Ok(());
         }
         self.send_slow(value)
     }
 
     #[inline(never)]
     fn send_slow(&mut self, value: T) -> Result<(), SendError<T>> {
-        match self.send_deadline(value, None) {
+        match self.send_deadline(&value, None) {
             Ok(()) => Ok(()),
-            Err(SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v)) => {
-                Err(SendError(v))
-            }
+            // No deadline: only eviction ends the wait.
+            Err(_) => Err(SendError::Evicted(value)),
         }
     }
 
@@ -219,151 +137,89 @@ impl<T: Pod> Sender<T> {
     /// [`TrySendError::Full`] otherwise.
     pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
         let view = self.segment.view();
-        if !Self::holds_role(&self.role, &view) {
-            return Err(TrySendError::Disconnected(value));
-        }
-        for _ in 0..VOID_RETRIES {
-            if !Self::try_reserve(&mut self.role, &view) {
-                // Full: dead receivers may be what holds us back. Look at most once a
-                // tick: the check reads /proc.
-                let now = Instant::now();
-                if self
-                    .last_liveness
-                    .is_none_or(|t| now.duration_since(t) >= IDLE_TICK)
-                {
-                    self.last_liveness = Some(now);
-                    Self::evict_dead(&mut self.role, &view);
-                }
-                if !Self::try_reserve(&mut self.role, &view) {
-                    return Err(TrySendError::Full(value));
+        // Dead receivers (or a dead writer holding a slot) may be what holds us back.
+        // Look at most once a tick: the check reads /proc.
+        let now = Instant::now();
+        let check = self
+            .last_liveness
+            .is_none_or(|t| now.duration_since(t) >= IDLE_TICK);
+        match send::try_send(&mut self.producer, &view, &value, &ProcLiveness, false) {
+            Ok(()) => Ok(()),
+            Err(SendFail::Full) if check => {
+                self.last_liveness = Some(now);
+                match send::try_send(&mut self.producer, &view, &value, &ProcLiveness, true) {
+                    Ok(()) => Ok(()),
+                    Err(SendFail::Full) => Err(TrySendError::Full(value)),
+                    Err(SendFail::Evicted) => Err(TrySendError::Evicted(value)),
                 }
             }
-            if let Written::Published = Self::write(&mut self.role, &view, &value) {
-                return Ok(());
-            }
+            Err(SendFail::Full) => Err(TrySendError::Full(value)),
+            Err(SendFail::Evicted) => Err(TrySendError::Evicted(value)),
         }
-        Err(TrySendError::Full(value))
     }
 
     /// Sends a record, waiting at most `timeout` for room.
     pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, Some(Instant::now() + timeout))
-    }
-
-    fn send_deadline(
-        &mut self,
-        value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
-        loop {
-            match self.reserve(deadline) {
-                Ok(()) => {}
-                Err(Reserve::Timeout) => return Err(SendTimeoutError::Timeout(value)),
-                Err(Reserve::Disconnected) => return Err(SendTimeoutError::Disconnected(value)),
-            }
-            let view = self.segment.view();
-            if let Written::Published = Self::write(&mut self.role, &view, &value) {
-                return Ok(());
-            }
+        match self.send_deadline(&value, Some(Instant::now() + timeout)) {
+            Ok(()) => Ok(()),
+            Err(SendFail::Full) => Err(SendTimeoutError::Timeout(value)),
+            Err(SendFail::Evicted) => Err(SendTimeoutError::Evicted(value)),
         }
     }
 
-    /// Waits until the next record may be written (a `Channel` sender: claims it).
-    #[inline]
-    fn reserve(&mut self, deadline: Option<Instant>) -> Result<(), Reserve> {
+    fn send_deadline(&mut self, value: &T, deadline: Option<Instant>) -> Result<(), SendFail> {
         let view = self.segment.view();
-        if !Self::holds_role(&self.role, &view) {
-            return Err(Reserve::Disconnected);
-        }
-        if Self::try_reserve(&mut self.role, &view) {
-            return Ok(());
-        }
-        self.reserve_slow(deadline)
+        send::send(
+            &mut self.producer,
+            &view,
+            value,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+        )
     }
 
-    #[cold]
-    fn reserve_slow(&mut self, deadline: Option<Instant>) -> Result<(), Reserve> {
-        let view = self.segment.view();
-        let role = &mut self.role;
-        let outcome = wait::wait_for(self.wait, deadline, view.space_parker(), |idle| {
-            if idle {
-                if !Self::holds_role(role, &view) {
-                    return Some(Err(Reserve::Disconnected));
-                }
-                Self::evict_dead(role, &view);
-            }
-            Self::try_reserve(role, &view).then_some(Ok(()))
-        });
-        outcome.unwrap_or(Err(Reserve::Timeout))
-    }
-
-    /// Hands out the next slot to be filled in place, waiting for room like
-    /// [`Sender::send`]. The record is published by [`Loan::publish`]; a loan dropped
-    /// without publishing is abandoned and the slot is reused by the next send.
+    /// Lends a record to be filled in place of a value, then
+    /// [published](Loan::publish), which sends it like [`Sender::send`] (waiting for
+    /// room in lossless modes).
     ///
-    /// In lossless modes (`Overflow::Block`, unicast) the loan points into the shared
-    /// slot itself (zero copy): no live receiver reads a slot a producer is writing. In
-    /// `Overflow::Overwrite` mode a lapped receiver may be reading that very slot, so
-    /// the loan is staged in the `Loan` and copied with atomic stores on publish.
-    /// Either way the slot starts with arbitrary earlier contents: set every field.
+    /// The loan is staged in the `Loan` itself and copied into the slot with the same
+    /// atomic word stores as `send` when it is published: no slot is held while the
+    /// loan is out, so a loan that is dropped (or forgotten) without publishing costs
+    /// nothing and blocks no one, and a reader racing the copy (a lapped receiver, the
+    /// `shmchan tail` observer) never races a plain write. The loan starts zeroed.
     ///
-    /// ```no_run
+    /// Fails only if this sender lost its role.
+    ///
+    /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use shmchan::{Overflow, Route};
     ///
-    /// let mut tx = Route::<[u64; 8]>::builder("frames").overflow(Overflow::Block).sender()?;
+    /// # let name = format!("doc-loan-{}", std::process::id());
+    /// let mut tx = Route::<[u64; 8]>::builder(&name).overflow(Overflow::Block).sender()?;
+    /// let mut rx = Route::<[u64; 8]>::receiver(&name)?;
     /// let mut slot = tx.loan()?;
-    /// slot.fill(7);
-    /// slot.publish();
+    /// slot[0] = 7;
+    /// slot.publish()?;
+    /// assert_eq!(rx.recv()?[0], 7);
+    /// # drop((tx, rx)); Route::<[u64; 8]>::remove(&name)?;
     /// # Ok(()) }
     /// ```
     #[inline]
     pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        // Fast path of a `Route` with room, as in `send`.
-        if let Role::Single { producer, owner } = &mut self.role {
-            let view = self.segment.view();
-            if view.ctl.membership.sender.load(Ordering::Relaxed) == *owner
-                && producer.has_space(&view)
-            {
-                let seq = producer.begin(&view);
-                let place = Place::of(&view, seq);
-                return Ok(Loan {
-                    sender: self,
-                    seq,
-                    place,
-                });
-            }
+        if !self.producer.holds_role(&self.segment.view()) {
+            return Err(SendError::Evicted(()));
         }
-        self.loan_slow()
-    }
-
-    #[inline(never)]
-    fn loan_slow(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        loop {
-            self.reserve(None).map_err(|_| SendError(()))?;
-            let view = self.segment.view();
-            let seq = match &mut self.role {
-                Role::Single { producer, .. } => producer.begin(&view),
-                Role::Shared(p) => {
-                    if !p.begin(&view, &ProcLiveness) {
-                        continue; // skipped claim: claim again
-                    }
-                    p.seq()
-                }
-            };
-            let place = Place::of(&view, seq);
-            return Ok(Loan {
-                sender: self,
-                seq,
-                place,
-            });
-        }
+        Ok(Loan {
+            sender: self,
+            value: T::zeroed(),
+        })
     }
 
     /// Number of receivers attached, after evicting those whose process died. Reads
     /// `/proc` for each: not for the hot path.
     pub fn receiver_count(&self) -> usize {
-        broadcast::live_receivers(&self.segment.view(), &ProcLiveness)
+        table::live_receivers(&self.segment.view(), &ProcLiveness)
     }
 
     /// Waits until at least `n` receivers are attached (start-up synchronisation),
@@ -390,87 +246,41 @@ impl<T: Pod> Sender<T> {
     /// published so far); on a `Channel`, the number of sequence numbers claimed by
     /// all its producers so far.
     pub fn next_seq(&self) -> u64 {
-        match &self.role {
-            Role::Single { producer, .. } => producer.next_seq(),
-            Role::Shared(_) => self.segment.view().ctl.head.load(Ordering::Relaxed),
-        }
+        self.producer.next_seq(&self.segment.view())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let view = self.segment.view();
-        match &self.role {
-            Role::Single { owner, .. } => broadcast::release_sender(&view, *owner),
-            Role::Shared(p) => p.leave(&view),
+        // A copy in a forked child belongs to the parent, which still uses it.
+        if std::process::id() == self.pid {
+            self.producer.leave(&self.segment.view());
         }
     }
 }
 
-enum Place<T> {
-    /// The record words of the slot, in the mapping (lossless modes).
-    Slot(*mut T),
-    /// A private copy, published with atomic stores (overwrite mode).
-    Staged(T),
-}
-
-impl<T: Pod> Place<T> {
-    /// Where the loan of record `seq` lives: the slot itself in lossless modes, a
-    /// private copy in overwrite mode (see [`Sender::loan`]).
-    #[inline(always)]
-    fn of(view: &RingView<'_>, seq: u64) -> Place<T> {
-        if view.lossless {
-            let range = view.geom.data_range(seq);
-            let ptr = view.slots[range.start].as_ptr().cast::<T>();
-            debug_assert!(ptr.is_aligned());
-            Place::Slot(ptr)
-        } else {
-            Place::Staged(T::zeroed())
-        }
-    }
-}
-
-/// A slot lent by [`Sender::loan`], to be filled and then [published](Loan::publish).
+/// A record lent by [`Sender::loan`], to be filled and then
+/// [published](Loan::publish). Dropping it without publishing sends nothing.
 pub struct Loan<'a, T: Pod> {
     sender: &'a mut Sender<T>,
-    seq: u64,
-    place: Place<T>,
+    value: T,
 }
 
 impl<T: Pod> std::fmt::Debug for Loan<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loan")
-            .field("seq", &self.seq)
-            .field("in_place", &matches!(self.place, Place::Slot(_)))
-            .finish()
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T: Pod> Loan<'_, T> {
-    /// Publishes the record: receivers can now read it.
-    ///
-    /// (On a `Channel`, if a receiver skipped this claim because it judged the
-    /// producer dead, which a live producer is not, a staged record is sent again at
-    /// a new sequence number; a record filled in place is then lost.)
+    /// Publishes the record: sends it like [`Sender::send`]. If the sender lost its
+    /// role, the record comes back in [`SendError::Evicted`]; it is never dropped
+    /// silently.
     #[inline]
-    pub fn publish(self) {
-        let view = self.sender.segment.view();
-        if let Place::Staged(value) = &self.place {
-            crate::sync::store_words(
-                &view.slots[view.geom.data_range(self.seq)],
-                bytemuck::bytes_of(value),
-            );
-        }
-        let published = match &mut self.sender.role {
-            Role::Single { producer, .. } => {
-                producer.commit(&view);
-                true
-            }
-            Role::Shared(p) => p.commit(&view),
-        };
-        if let (false, Place::Staged(value)) = (published, self.place) {
-            let _ = self.sender.send(value);
-        }
+    pub fn publish(self) -> Result<(), SendError<T>> {
+        self.sender.send(self.value)
     }
 }
 
@@ -478,29 +288,12 @@ impl<T: Pod> Deref for Loan<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        match &self.place {
-            // SAFETY: see `deref_mut`.
-            Place::Slot(ptr) => unsafe { &**ptr },
-            Place::Staged(value) => value,
-        }
+        &self.value
     }
 }
 
 impl<T: Pod> DerefMut for Loan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        match &mut self.place {
-            // SAFETY: `ptr` points at the record words of the slot `begin` marked busy
-            // for this producer: in bounds of the mapping (masked index), aligned for
-            // `T` (the slot array is page aligned and the geometry aligns records to
-            // `align_of::<T>()`), and any bit pattern is a valid `T` (Pod). The mapping
-            // outlives the loan, which borrows the sender. Lossless modes give
-            // exclusive access: the producer gated this slot on its previous record
-            // having been read by every live receiver (broadcast, `Acquire` on their
-            // cursors) or consumed (unicast, `Acquire` on the stamp), no receiver reads
-            // a busy slot before the `Release` stamp store of `commit`, and no other
-            // producer writes a slot while it is busy for this one.
-            Place::Slot(ptr) => unsafe { &mut **ptr },
-            Place::Staged(value) => value,
-        }
+        &mut self.value
     }
 }

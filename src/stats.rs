@@ -63,7 +63,8 @@ use crate::error::OpenError;
 use crate::layout::{Control, ProducerEntry, ReceiverEntry};
 use crate::options::{self, Family as FamilyCode, Mode, Overflow};
 use crate::process;
-use crate::ring::broadcast::{self, Read};
+use crate::ring::broadcast::Read;
+use crate::ring::observe::observe;
 use crate::segment::{self, Observed, ObservedMap};
 use crate::sync::Ordering;
 
@@ -654,7 +655,7 @@ impl Tail {
     pub fn try_next(&mut self, buf: &mut [u8]) -> TailRead {
         let seq = self.cursor;
         let len = buf.len().min(self.record_size);
-        match broadcast::observe(&self.map.view(), &mut self.cursor, &mut buf[..len]) {
+        match observe(&self.map.view(), &mut self.cursor, &mut buf[..len]) {
             Read::Record(()) => TailRead::Record(seq),
             Read::Empty => TailRead::Empty,
             Read::Lagged(n) => TailRead::Lagged(n),

@@ -40,7 +40,8 @@
 use std::time::{Duration, Instant};
 
 use crate::barrier;
-use crate::sync::{fence, spin_hint, AtomicU32, Ordering};
+use crate::sync::{spin_hint, AtomicU32, Ordering};
+use crate::weaken::heavy_fence;
 
 /// How a blocked `send` or `recv` waits for the other side.
 ///
@@ -159,14 +160,7 @@ pub fn wait_for<R>(
         let v = parker.seq.load(Ordering::Acquire);
         parker.waiters.fetch_add(1, Ordering::Relaxed);
         // F_w: the heavy fence, paired with the notifiers' light ones (barrier.rs).
-        // (`shmchan_weaken = "f_w"` makes it `fence(AcqRel)`, too weak: the loom-tests
-        // check that the models then find a lost wake-up.)
-        let covered = if cfg!(shmchan_weaken = "f_w") {
-            fence(Ordering::AcqRel);
-            true
-        } else {
-            barrier::heavy()
-        };
+        let covered = heavy_fence!("f_w");
         if let Some(r) = poll(false) {
             parker.waiters.fetch_sub(1, Ordering::Relaxed);
             return Some(r);
@@ -295,6 +289,7 @@ mod futex {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::sync::fence;
     use std::sync::Arc;
 
     #[test]

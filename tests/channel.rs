@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{role, spawn, unique_name, var, Cleanup, Peer, Rec};
 use shmchan::{
-    Channel, Mode, OpenError, Overflow, RecvError, Route, SendTimeoutError, TrySendError, Wait,
+    Channel, Mode, OpenError, Overflow, RecvTimeoutError, Route, SendTimeoutError, TrySendError,
+    Wait,
 };
 
 const ENTRY: &str = "child";
@@ -91,7 +92,7 @@ fn child() {
                         assert!(rec.is_intact(), "corrupt record");
                         got.extend_from_slice(&rec.seq.to_le_bytes());
                     }
-                    Err(RecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("collector: {e}"),
                 }
             }
@@ -115,7 +116,7 @@ fn child() {
                         *want += 1;
                         total += 1;
                     }
-                    Err(RecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("receiver: {e}"),
                 }
             }
@@ -254,8 +255,8 @@ fn overwrite_broadcast_reports_lag_and_never_tears() {
                     std::thread::sleep(Duration::from_millis(3));
                 }
             }
-            Err(RecvError::Lagged(n)) => lagged += n,
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Lagged(n)) => lagged += n,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => panic!("receiver: {e}"),
         }
         assert!(Instant::now() < deadline, "took too long");
@@ -344,7 +345,7 @@ fn producers_killed_at_random_moments_never_stall_the_receivers() {
     loop {
         match rx.recv_timeout(SHORT) {
             Ok(rec) => check(rec, &mut next),
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => panic!("draining: {e}"),
         }
     }
@@ -457,6 +458,6 @@ fn route_unicast_shares_the_work_between_receivers() {
     }
     assert_eq!(got, (0..10).collect::<Vec<_>>());
     drop(tx);
-    assert_eq!(a.recv_timeout(SHORT), Err(RecvError::Disconnected));
-    assert_eq!(b.recv_timeout(SHORT), Err(RecvError::Disconnected));
+    assert_eq!(a.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
+    assert_eq!(b.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
 }

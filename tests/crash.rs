@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{role, spawn, unique_name, var, Cleanup, Rec};
 use memmap2::MmapMut;
-use shmchan::{Mode, OpenError, Overflow, RecvError, Route, SendTimeoutError, Wait};
+use shmchan::{Mode, OpenError, Overflow, RecvTimeoutError, Route, SendTimeoutError, Wait};
 
 const ENTRY: &str = "child";
 const LONG: Duration = Duration::from_secs(60);
@@ -111,7 +111,7 @@ fn child() {
                         assert_eq!(rec.seq, next, "lost, duplicated or reordered");
                         next += 1;
                     }
-                    Err(RecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("survivor: {e}"),
                 }
             }
@@ -156,7 +156,7 @@ fn child() {
                         assert!(rec.is_intact(), "corrupt record");
                         println!("R {}", rec.seq);
                     }
-                    Err(RecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("taker: {e}"),
                 }
             }
@@ -213,13 +213,14 @@ fn child() {
                 match tx.send_timeout(Rec::new(sent), Duration::from_millis(20)) {
                     Ok(()) => sent += 1,
                     Err(SendTimeoutError::Timeout(_)) => errors += 1,
-                    Err(SendTimeoutError::Disconnected(_)) => {
+                    Err(SendTimeoutError::Evicted(_)) => {
                         errors += 1;
                         // Our claim was overwritten: try to take the role back.
                         if let Ok(again) = builder().sender() {
                             tx = again;
                         }
                     }
+                    Err(e) => panic!("hostile sender: {e}"),
                 }
             }
             println!("SENDER sent={sent} errors={errors}");
@@ -236,7 +237,7 @@ fn child() {
                         received += 1;
                         garbage += u64::from(!rec.is_intact());
                     }
-                    Err(RecvError::Evicted) => {
+                    Err(RecvTimeoutError::Evicted) => {
                         errors += 1;
                         if let Ok(again) = builder().receiver() {
                             rx = again;
@@ -403,7 +404,7 @@ fn senders_killed_at_random_moments_hand_over_to_the_next() {
         loop {
             match rx.recv_timeout(SHORT) {
                 Ok(rec) => check(rec, &mut next),
-                Err(RecvError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
                 Err(e) => panic!("after the kill: {e}"),
             }
         }

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{cpu_time, role, spawn, unique_name, var, Cleanup, Rec};
-use shmchan::{OpenError, Overflow, RecvError, Route, TryRecvError, Wait};
+use shmchan::{OpenError, Overflow, RecvError, RecvTimeoutError, Route, TryRecvError, Wait};
 
 const ENTRY: &str = "child";
 const LONG: Duration = Duration::from_secs(120);
@@ -51,7 +51,7 @@ fn child() {
                         next = Some(rec.seq + 1);
                         count += 1;
                     }
-                    Err(RecvError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("receiver: {e}"),
                 }
             }
@@ -113,7 +113,7 @@ fn child() {
                 .expect("open receiver");
             println!("READY");
             match rx.recv_timeout(LONG) {
-                Err(RecvError::Disconnected) => println!("DONE"),
+                Err(RecvTimeoutError::Disconnected) => println!("DONE"),
                 other => panic!("idle receiver: {:?}", other.map(|r| r.seq)),
             }
         }
@@ -214,7 +214,7 @@ fn lapped_receiver_gets_the_exact_lag_then_valid_records() {
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     assert_eq!(
         rx.recv_timeout(Duration::from_millis(20)),
-        Err(RecvError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     assert_eq!(rx.lagged_total(), 12);
     // Blocking receive reports lag the same way.
@@ -256,8 +256,8 @@ fn overwrite_across_processes_never_returns_a_torn_record() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            Err(RecvError::Lagged(n)) => lagged += n,
-            Err(RecvError::Disconnected) => break,
+            Err(RecvTimeoutError::Lagged(n)) => lagged += n,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => panic!("receiver: {e}"),
         }
         assert!(Instant::now() < deadline, "test took too long");
@@ -475,13 +475,13 @@ fn receivers_drain_then_see_disconnected() {
     let mut early = Route::<Rec>::receiver(&name).expect("receiver");
     assert_eq!(
         early.recv_timeout(Duration::from_millis(20)),
-        Err(RecvError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     let mut tx = Route::<Rec>::sender(&name).expect("sender");
     let mut rx = Route::<Rec>::receiver(&name).expect("receiver");
     assert_eq!(
         rx.recv_timeout(Duration::from_millis(20)),
-        Err(RecvError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     for seq in 0..3 {
         tx.send(Rec::new(seq)).expect("send");
@@ -512,7 +512,7 @@ fn a_killed_sender_shows_as_disconnected_after_the_drain() {
     for seq in 0..10 {
         assert_eq!(rx.recv_timeout(SHORT).expect("drained").seq, seq);
     }
-    assert_eq!(rx.recv_timeout(SHORT), Err(RecvError::Disconnected));
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
     eprintln!("disconnect seen {:?} after SIGKILL", started.elapsed());
     // Its claim is reclaimed: a new sender may attach.
     let _tx = lossless(&name)
@@ -598,7 +598,7 @@ fn loaned_slots_are_published_in_both_policies() {
         for seq in 0..10 {
             let mut slot = tx.loan().expect("loan");
             *slot = Rec::new(seq);
-            slot.publish();
+            slot.publish().expect("publish");
         }
         // An abandoned loan publishes nothing; the next send reuses its slot.
         {

@@ -106,7 +106,7 @@ fn loan_vs_send(c: &mut Criterion) {
                 for i in 0..iters {
                     let mut slot = tx.loan().expect("loan");
                     *slot = black_box(rec(i));
-                    slot.publish();
+                    slot.publish().expect("publish");
                     black_box(rx.try_recv().expect("a record is there"));
                 }
                 start.elapsed()

@@ -1,14 +1,40 @@
-//! The ring algorithms, on memory they are handed: a [`RingView`] of a control block, a
-//! receiver table and a slot array. In production these live in a mapped segment; under
-//! loom they are heap allocations of loom atomics. Nothing here maps, opens or sleeps:
-//! waiting is `wait.rs`, and the segment is `segment.rs`.
+//! The ring algorithms and the send and receive loops that drive them, on memory they
+//! are handed: a [`RingView`] of a control block, the receiver and producer tables and
+//! a slot array. In production these live in a mapped segment; under loom they are heap
+//! allocations of loom atomics ([`HeapRing`]), and the models call the same functions
+//! `Sender` and `Receiver` call. Nothing here maps or opens anything: the segment is
+//! `segment/`, and sleeping is `wait.rs` (whose futex is modelled under loom).
+//!
+//! | file | holds |
+//! |---|---|
+//! | `seqlock.rs` | the word copies and the copy-and-check of a record |
+//! | `gate.rs` | when a lossless producer may write: the cached cursor gate, `slot_free` |
+//! | `table.rs` | entries: claim, leave, evict, reap; the `Route` sender claim |
+//! | `single.rs` | the one producer of a `Route` |
+//! | `multi.rs` | the producers of a `Channel`: claiming, void claims, dead claims |
+//! | `producer.rs` | one interface over the two producers |
+//! | `broadcast.rs` | broadcast receivers: reading, lagging, the join protocol |
+//! | `unicast.rs` | unicast receivers: taking, rescue |
+//! | `reader.rs` | one interface over the two receivers |
+//! | `send.rs` | the send loops |
+//! | `recv.rs` | the receive loop, recovery on liveness ticks, disconnection |
+//! | `observe.rs` | the read-only observer (`shmchan tail`) |
 
 pub mod broadcast;
+pub mod gate;
 pub mod multi;
+pub mod observe;
+pub mod producer;
+pub mod reader;
+pub mod recv;
+pub mod send;
+pub mod seqlock;
+pub mod single;
+pub mod table;
 pub mod unicast;
 
 use crate::layout::{Control, Geometry, ProducerEntry, ReceiverEntry};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 use crate::wait::Parker;
 
 /// Borrowed views of the shared structures of one ring.
@@ -48,23 +74,6 @@ impl<'a> RingView<'a> {
             waiters: &self.ctl.space.waiters,
         }
     }
-}
-
-/// Takes the first free entry of a table (receivers or producers) for `owner`: CAS of
-/// its owner word from 0. Returns its index, or `None` if every entry is held.
-pub(crate) fn claim_free<E>(
-    entries: &[E],
-    owner: u64,
-    owner_of: impl Fn(&E) -> &AtomicU64,
-) -> Option<usize> {
-    entries.iter().position(|entry| {
-        let word = owner_of(entry);
-        // `Acquire` on success: we see the previous owner's last stores.
-        word.load(Ordering::Relaxed) == 0
-            && word
-                .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    })
 }
 
 /// Heap-allocated ring memory, for tests and loom models.

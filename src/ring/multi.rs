@@ -1,33 +1,57 @@
-//! The multi-producer claim (`Channel<T>`): many producers share one ring.
+//! The producers of a `Channel<T>`: many producers share one ring.
 //!
-//! The slots, stamps and receivers are those of `broadcast.rs` (broadcast) or
-//! `unicast.rs` (unicast); what changes is how a producer gets a sequence number and
-//! how a slot is made its own, because several producers now race for both.
+//! The slots, stamps and receivers are those of a `Route` (`broadcast.rs`,
+//! `unicast.rs`); what changes is how a producer gets a sequence number and how a slot
+//! is made its own, because several producers now race for both.
 //!
 //! # Claiming
 //!
 //! Each producer holds an entry of the producer table (owner word, `claim`). To claim
-//! the next sequence number it reads `head`, checks the gate (lossless broadcast: the
-//! receivers' cursors, as the single producer does; unicast: the slot of `head` is
-//! consumed), stores its *intent* `claim = head + 1` and CASes `head` to `head + 1`. The
-//! intent is stored before the CAS, so any process that sees `head` past a sequence
-//! number (`Acquire`, through the release sequence of the CAS) also sees which
-//! producer claimed it.
+//! the next sequence number it reads `head`, checks the gate (`gate.rs`: lossless
+//! broadcast, the cached limit on the receivers' cursors; unicast, the slot of `head`
+//! is consumed), stores its *intent* `claim = head + 1` and CASes `head` to `head + 1`.
+//! The intent is stored before the CAS, so any process that sees `head` past a
+//! sequence number (`Acquire`, through the release sequence of the CAS) also sees
+//! which producer claimed it.
+//!
+//! Lossless broadcast then checks for joins *after* the claim:
+//!
+//! ```text
+//! head.CAS(h, h + 1, AcqRel)          // the claim: a store
+//! light fence                         // F_c: pairs with the joiner's heavy F_r
+//! joins.load(Relaxed)                 // changed? J2, rescan: is h still admitted?
+//! ```
+//!
+//! A joiner increments `joins`, runs `F_r` and then reads `head` to start there
+//! (`broadcast.rs`, "Joining"). Take the two fences in their total order. If `F_c`
+//! comes first, the joiner's `head` read sees the claim, so it starts after `h` and
+//! record `h` overwrites nothing it will read. If `F_r` comes first, the producer sees
+//! the new `joins`, rescans (J2 makes the joiner's entry and provisional cursor
+//! visible) and writes `h` only once the gate admits it. So *every* claim is checked
+//! against every receiver that could be hurt by it. (A `Route` may let one record pass
+//! unchecked after a join; with N producers that would be N records, and with N above
+//! the capacity one of them overwrites a record the joiner has not read.)
+//!
+//! A claim that the rescan does not admit stays the producer's, *gated*: it waits (on
+//! `space`, like a full ring) until the receivers' cursors admit it. Meanwhile
+//! receivers do not skip it ([`resolve_stall`] never skips a sequence number the gate
+//! would not admit), so no record a receiver has not read is overwritten by a skip.
 //!
 //! # Writing
 //!
-//! The producer then CASes the slot's stamp from a settled value of an older lap to
-//! `busy(seq)` (W0), issues `fence(Release)` (W1, as in broadcast.rs), writes the record
-//! words and CASes `busy(seq)` to `done(seq)` (`Release`, W2). If the stamp is already
-//! `>= busy(seq)` when it starts, or is no longer `busy(seq)` when it publishes, a
-//! receiver has skipped its claim (it judged the producer dead or stalled, below): the
-//! claim is void and the producer claims a new sequence number for the same record.
-//! Nothing is lost and the producer's own records stay in order.
+//! The producer then CASes the slot's stamp from a value of an older lap to `busy(seq)`
+//! (W0), issues `fence(Release)` (W1, `seqlock.rs`), writes the record words and CASes
+//! `busy(seq)` to `done(seq)` (`Release`, W2). If the stamp is already `>= busy(seq)`
+//! when it starts, or is no longer `busy(seq)` when it publishes, a receiver has skipped
+//! its claim (it judged the producer dead or stalled, below): the claim is *void* and
+//! the producer claims a new sequence number for the same record. Nothing is lost and
+//! the producer's own records stay in order.
 //!
 //! If a producer a whole lap behind (Overwrite, a preempted producer) is still writing
-//! the slot, the newer one waits for it, unless that producer is dead, in which case
-//! it takes the slot over: two live writers never write one slot at once, so a
-//! published record is never a mix of two.
+//! the slot, the newer one waits for it (`Begin::Busy`: the send loop sleeps on `data`,
+//! where the older writer's commit wakes it), unless that producer is dead, in which
+//! case it takes the slot over: two live writers never write one slot at once, so a
+//! published record is never a mix of two. The wait honours the caller's deadline.
 //!
 //! # Dead claims
 //!
@@ -37,43 +61,61 @@
 //! claims that sequence number, or if the slot was never marked busy and the receiver
 //! has waited two ticks (a producer that is alive but preempted there simply finds its
 //! claim void and retries), it CASes the stamp to `settled(seq)` and counts a dead
-//! claim. Receivers step over settled stamps.
+//! claim. Receivers step over settled stamps. When no producer is attached at all, a
+//! receiver skips unwritten claims at once: nobody will write them (`recv.rs`).
 //!
 //! # Invariants
 //!
 //! 1. Only the claimer of `seq` moves a slot's stamp to `busy(seq)` or `done(seq)`;
-//!    a receiver moves it only to `settled(seq)` and only from a state below `done`.
+//!    a receiver moves it only to `settled(seq)`, only from a state below `done`, and
+//!    (lossless broadcast) only if every live receiver has read `seq - capacity`.
 //! 2. A slot is `busy` for at most one live writer at a time.
 //! 3. A record is published at most once, at one sequence number; a void claim is
 //!    never published.
 
-use bytemuck::Pod;
-
-use super::broadcast::Gate;
-use super::unicast::slot_free;
-use super::{claim_free, RingView};
-use crate::barrier;
+use super::gate::{gate_limit, slot_free, Gate};
+use super::table::{claim_alive, claim_free};
+use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
 use crate::process::Liveness;
-use crate::sync::{fence, spin_hint, store_words, Ordering};
+use crate::sync::{fence, spin_hint, Ordering};
+use crate::weaken::{light_fence, ordering, weaken};
 
-/// Spins between two liveness checks while waiting for a lapped writer.
-const SPINS_PER_LIVENESS_CHECK: u32 = 1 << 14;
+/// How often `begin` re-reads a slot that a lap-older writer holds before it reports
+/// [`Begin::Busy`] (the writer is normally in the middle of a few stores). Under loom
+/// at once: the send loop's wait is what the models explore.
+const BUSY_SPINS: u32 = if cfg!(loom) { 0 } else { 256 };
 
-/// A producer's private state.
+/// What `begin` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// The slot is ours (`busy(seq)`): write, then commit.
+    Ours,
+    /// A receiver skipped the claim: claim again.
+    Void,
+    /// A live writer a lap behind holds the slot: wait (on `data`), then try again.
+    Busy,
+    /// A receiver joined and the gate does not admit the claim yet: wait (on
+    /// `space`), then try again.
+    Gated,
+}
+
+/// A `Channel` producer's private state.
 #[derive(Debug)]
-pub struct SharedProducer {
+pub struct Shared {
     index: usize,
     owner: u64,
     /// The sequence number claimed by the last `try_claim`.
     seq: u64,
     /// Lossless broadcast: the cached gate on the receivers' cursors.
     gate: Gate,
+    /// Lossless broadcast: whether the gate admitted `seq` after the join check.
+    admitted: bool,
 }
 
-impl SharedProducer {
+impl Shared {
     /// Takes a free entry of the producer table. `None` if it is full.
-    pub fn join(view: &RingView<'_>, owner: u64) -> Option<SharedProducer> {
+    pub fn join(view: &RingView<'_>, owner: u64) -> Option<Shared> {
         let index = claim_free(view.producers, owner, |p| &p.owner)?;
         let entry = &view.producers[index];
         entry.claim.store(0, Ordering::Relaxed);
@@ -82,11 +124,12 @@ impl SharedProducer {
         // `Release`: a receiver that counts us (`Acquire`) sees our entry.
         membership.producers.fetch_add(1, Ordering::Release);
         membership.sender_attaches.fetch_add(1, Ordering::Release);
-        Some(SharedProducer {
+        Some(Shared {
             index,
             owner,
             seq: 0,
             gate: Gate::new(),
+            admitted: true,
         })
     }
 
@@ -94,20 +137,22 @@ impl SharedProducer {
         &view.producers[self.index]
     }
 
-    /// The sequence number claimed by the last successful [`SharedProducer::try_claim`].
+    /// The sequence number claimed by the last successful [`Shared::try_claim`].
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
     /// Whether this producer still holds its entry (it was not reaped as dead, and no
     /// peer overwrote its owner word).
-    pub fn holds_entry(&self, view: &RingView<'_>) -> bool {
+    #[inline]
+    pub fn holds_role(&self, view: &RingView<'_>) -> bool {
         self.entry(view).owner.load(Ordering::Relaxed) == self.owner
     }
 
-    /// Claims the next sequence number, or `None` if the gate is closed (lossless
-    /// and full).
-    pub fn try_claim(&mut self, view: &RingView<'_>) -> Option<u64> {
+    /// Claims the next sequence number; `false` if the gate is closed (lossless and
+    /// full).
+    #[inline]
+    pub fn try_claim(&mut self, view: &RingView<'_>) -> bool {
         let entry = self.entry(view);
         loop {
             // `Acquire`: pairs with the `Release` half of other producers' claim CAS.
@@ -124,49 +169,75 @@ impl SharedProducer {
                 // place, it would vouch (as the claim of a live producer) for a
                 // sequence number another producer claimed and may have died with.
                 entry.claim.store(0, Ordering::Relaxed);
-                return None;
+                return false;
             }
             // The intent, before the claim: see "Claiming".
             entry.claim.store(head.wrapping_add(1), Ordering::Relaxed);
             // `AcqRel`: `Release` makes the intent visible to whoever reads `head` past
             // it; `Acquire` orders our slot accesses after the claim.
-            // (`shmchan_weaken = "mp_claim"`: `Acquire`, the intent unpublished.)
-            let claim = if cfg!(shmchan_weaken = "mp_claim") {
-                Ordering::Acquire
-            } else {
-                Ordering::AcqRel
-            };
             if view
                 .ctl
                 .head
-                .compare_exchange_weak(head, head.wrapping_add(1), claim, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    head,
+                    head.wrapping_add(1),
+                    ordering!("mp_claim", AcqRel, Acquire),
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 self.seq = head;
-                return Some(head);
+                self.admitted = true;
+                if view.lossless && !view.unicast {
+                    // F_c: pairs with a joiner's heavy F_r ("Claiming").
+                    light_fence!("mp_fc");
+                    if self.gate.note_joins(view) {
+                        self.admitted = self.gate.admits(view, head);
+                    }
+                }
+                return true;
             }
         }
     }
 
-    /// Makes the claimed slot ours (`busy`). `false` if the claim is void (skipped by a
-    /// receiver, or lapped): claim again.
-    pub fn begin(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> bool {
+    /// Makes the claimed slot ours (`busy`). `check_liveness`: whether a lap-older
+    /// writer may be asked the liveness oracle (and taken over if dead); the callers
+    /// pass `true` about once a liveness tick.
+    #[inline]
+    pub fn begin(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+        check_liveness: bool,
+    ) -> Begin {
         let seq = self.seq;
         let stamp = &view.slots[view.geom.stamp_index(seq)];
+        if !self.admitted {
+            if stamp.load(Ordering::Relaxed) >= stamp_busy(seq) {
+                return Begin::Void;
+            }
+            if !self.gate.admits(view, seq) {
+                return Begin::Gated;
+            }
+            self.admitted = true;
+        }
         let mut spins = 0u32;
         loop {
             // `Acquire`: pairs with a unicast receiver's `Release` settle, so its copy
             // of the old record happens before we overwrite it.
             let current = stamp.load(Ordering::Acquire);
             if current >= stamp_busy(seq) {
-                return false;
+                return Begin::Void;
             }
             if let Stamp::Busy(older) = Stamp::decode(current) {
                 // A writer a lap behind still owns the slot: wait, unless it is dead.
-                spins = spins.wrapping_add(1);
-                if spins % SPINS_PER_LIVENESS_CHECK != 0 || claim_alive(view, older, liveness) {
+                if spins < BUSY_SPINS {
+                    spins += 1;
                     spin_hint();
                     continue;
+                }
+                if !check_liveness || claim_alive(view, older, liveness) {
+                    return Begin::Busy;
                 }
             }
             // W0. `Acquire` on success: as the load above.
@@ -182,38 +253,28 @@ impl SharedProducer {
                 break;
             }
         }
-        // W1: a reader that sees any record word stored after this fence also sees the
-        // busy stamp (pairs with its R2; see broadcast.rs). (`shmchan_weaken = "mp_w1"`
-        // drops it.)
-        if !cfg!(shmchan_weaken = "mp_w1") {
+        // W1 (seqlock.rs).
+        if !weaken!("mp_w1") {
             fence(Ordering::Release);
         }
-        true
-    }
-
-    /// Writes the record into the slot made ours by [`SharedProducer::begin`].
-    #[inline]
-    pub fn write<T: Pod>(&self, view: &RingView<'_>, value: &T) {
-        store_words(
-            &view.slots[view.geom.data_range(self.seq)],
-            bytemuck::bytes_of(value),
-        );
+        Begin::Ours
     }
 
     /// Publishes the record and wakes sleeping receivers. `false` if the claim turned
     /// void while we wrote (a receiver judged us dead): the record was not published.
+    #[inline]
     pub fn commit(&mut self, view: &RingView<'_>) -> bool {
         let seq = self.seq;
         let entry = self.entry(view);
         // W2: `Release` pairs with the reader's R1. A CAS, not a store: a receiver may
-        // have skipped this claim. (`shmchan_weaken = "mp_w2"`: `Relaxed`.)
-        let w2 = if cfg!(shmchan_weaken = "mp_w2") {
-            Ordering::Relaxed
-        } else {
-            Ordering::Release
-        };
+        // have skipped this claim.
         let published = view.slots[view.geom.stamp_index(seq)]
-            .compare_exchange(stamp_busy(seq), stamp_done(seq), w2, Ordering::Relaxed)
+            .compare_exchange(
+                stamp_busy(seq),
+                stamp_done(seq),
+                ordering!("mp_w2", Release, Relaxed),
+                Ordering::Relaxed,
+            )
             .is_ok();
         entry.claim.store(0, Ordering::Relaxed);
         if published {
@@ -223,18 +284,15 @@ impl SharedProducer {
                 .records
                 .store(records.wrapping_add(1), Ordering::Relaxed);
         }
-        // F_p: light; pairs with the receivers' heavy F_r (join) and F_w (park); see
-        // broadcast.rs and barrier.rs. (`shmchan_weaken = "mp_fp"`: `fence(AcqRel)`.)
-        if cfg!(shmchan_weaken = "mp_fp") {
-            fence(Ordering::AcqRel);
-        } else {
-            barrier::light();
-        }
-        if view.lossless && !view.unicast {
-            self.gate.note_joins(view);
-        }
+        // F_p: light; pairs with the receivers' heavy F_w (park).
+        light_fence!("mp_fp");
         view.data_parker().wake_if_parked();
         published
+    }
+
+    /// The table changed (an eviction): rescan before the next claim.
+    pub fn invalidate_gate(&mut self) {
+        self.gate.invalidate();
     }
 
     /// Gives the entry back and wakes receivers, which may now see no producer left.
@@ -258,19 +316,9 @@ impl SharedProducer {
     }
 }
 
-/// Whether a live producer claims (or is writing) `seq`.
-fn claim_alive(view: &RingView<'_>, seq: u64, liveness: &impl Liveness) -> bool {
-    view.producers.iter().any(|p| {
-        // `Acquire`: pairs with the claimer's intent store, published by its claim CAS.
-        p.claim.load(Ordering::Acquire) == seq.wrapping_add(1) && {
-            let owner = p.owner.load(Ordering::Acquire);
-            owner != 0 && liveness.is_alive(owner)
-        }
-    })
-}
-
-/// A receiver has waited on `seq` for a liveness tick (`patient`: for two): skips the
-/// claim if its producer died, or never started writing. Returns whether it skipped.
+/// A receiver has waited on `seq` for a liveness tick (`patient`: for two, or no
+/// producer is left): skips the claim if its producer died, or never started writing.
+/// Returns whether it skipped.
 pub fn resolve_stall(
     view: &RingView<'_>,
     seq: u64,
@@ -295,134 +343,32 @@ pub fn resolve_stall(
         Stamp::Done(_) => patient && !view.unicast,
         Stamp::Settled(_) | Stamp::Empty => patient,
     };
-    if skippable
-        && stamp
-            .compare_exchange(
-                current,
-                stamp_settled(seq),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+    if !skippable {
+        return false;
+    }
+    // Lossless broadcast: the settled stamp replaces record `seq - capacity`; a receiver
+    // that has not read it yet would find it gone. Only skip what the gate admits (a
+    // gated claim stays its producer's, see "Claiming").
+    if view.lossless && !view.unicast && seq >= gate_limit(view) {
+        return false;
+    }
+    if stamp
+        .compare_exchange(
+            current,
+            stamp_settled(seq),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_err()
     {
-        view.ctl
-            .membership
-            .dead_claims
-            .fetch_add(1, Ordering::Relaxed);
-        // Producers blocked on this slot (unicast) may go on.
-        fence(Ordering::SeqCst);
-        view.space_parker().wake_if_parked();
-        return true;
+        return false;
     }
-    false
-}
-
-/// Frees the entries of producers whose process died. Returns how many.
-pub fn reap_dead_producers(view: &RingView<'_>, liveness: &impl Liveness) -> usize {
-    let mut reaped = 0;
-    for entry in view.producers {
-        let owner = entry.owner.load(Ordering::Acquire);
-        if owner != 0
-            && !liveness.is_alive(owner)
-            && entry
-                .owner
-                .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            view.ctl
-                .membership
-                .producers
-                .fetch_sub(1, Ordering::Release);
-            reaped += 1;
-        }
-    }
-    reaped
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::ring::broadcast::{Consumer, Read};
-    use crate::ring::HeapRing;
-
-    struct Dead(u64);
-    impl Liveness for Dead {
-        fn is_alive(&self, owner: u64) -> bool {
-            owner != self.0
-        }
-    }
-
-    fn send(p: &mut SharedProducer, view: &RingView<'_>, value: u64) {
-        send_judging(p, view, value, &Dead(0));
-    }
-
-    fn send_judging(p: &mut SharedProducer, view: &RingView<'_>, value: u64, l: &Dead) {
-        loop {
-            assert!(p.try_claim(view).is_some(), "room");
-            if p.begin(view, l) {
-                p.write(view, &value);
-                if p.commit(view) {
-                    return;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_dead_claim_is_skipped_and_the_others_flow() {
-        let ring = HeapRing::with_producers::<u64>(8, 2, 4, true, false);
-        let view = ring.view();
-        let mut rx = Consumer::join(&view, 100).expect("receiver");
-        let mut a = SharedProducer::join(&view, 1).expect("a");
-        let mut b = SharedProducer::join(&view, 2).expect("b");
-        send(&mut a, &view, 10);
-        // b claims 1, marks it busy, and dies before publishing.
-        assert_eq!(b.try_claim(&view), Some(1));
-        assert!(b.begin(&view, &Dead(0)));
-        send(&mut a, &view, 11);
-        assert_eq!(rx.try_read::<u64>(&view), Read::Record(10));
-        assert_eq!(rx.try_read::<u64>(&view), Read::Empty);
-        // While b lives, its claim is waited for; once dead, skipped.
-        assert!(!resolve_stall(&view, 1, &Dead(0), true));
-        assert!(resolve_stall(&view, 1, &Dead(2), false));
-        assert_eq!(rx.try_read::<u64>(&view), Read::Record(11));
-        assert_eq!(view.ctl.membership.dead_claims.load(Ordering::Relaxed), 1);
-        assert_eq!(reap_dead_producers(&view, &Dead(2)), 1);
-        assert_eq!(view.ctl.membership.producers.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn a_claim_skipped_while_its_producer_was_preempted_is_retried() {
-        let ring = HeapRing::with_producers::<u64>(8, 2, 4, false, false);
-        let view = ring.view();
-        let mut rx = Consumer::join(&view, 100).expect("receiver");
-        let mut a = SharedProducer::join(&view, 1).expect("a");
-        assert_eq!(a.try_claim(&view), Some(0));
-        // Receivers lose patience before `a` marks the slot busy.
-        assert!(resolve_stall(&view, 0, &Dead(0), true));
-        assert!(!a.begin(&view, &Dead(0)), "the claim is void");
-        send(&mut a, &view, 7);
-        assert_eq!(rx.try_read::<u64>(&view), Read::Record(7));
-        assert_eq!(rx.cursor(), 2);
-    }
-
-    #[test]
-    fn a_dead_writer_a_lap_behind_is_taken_over() {
-        let ring = HeapRing::with_producers::<u64>(2, 1, 4, false, false);
-        let view = ring.view();
-        let mut a = SharedProducer::join(&view, 1).expect("a");
-        let mut b = SharedProducer::join(&view, 2).expect("b");
-        assert_eq!(a.try_claim(&view), Some(0));
-        assert!(a.begin(&view, &Dead(0))); // a dies writing 0
-        send(&mut b, &view, 1);
-        // b's next claim (2) shares slot 0 with a's dead busy claim: b takes it over.
-        send_judging(&mut b, &view, 2, &Dead(1));
-        let mut rx = Consumer::join(&view, 100).expect("receiver");
-        assert_eq!(rx.cursor(), 3);
-        assert_eq!(
-            Stamp::decode(view.slots[view.geom.stamp_index(2)].load(Ordering::Relaxed)),
-            Stamp::Done(2)
-        );
-        let _ = &mut rx;
-    }
+    view.ctl
+        .membership
+        .dead_claims
+        .fetch_add(1, Ordering::Relaxed);
+    // Producers blocked on this slot (unicast) may go on.
+    fence(Ordering::SeqCst);
+    view.space_parker().wake_if_parked();
+    true
 }

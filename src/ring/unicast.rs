@@ -1,8 +1,9 @@
 //! Unicast (`Mode::Unicast`): each record goes to exactly one receiver, a work queue.
 //!
-//! Producers write slots exactly as in broadcast (`Producer` for a `Route`,
-//! `SharedProducer` for a `Channel`), with the stamps of `layout.rs`. Receivers share
-//! one read cursor, `ctl.read`, instead of having one each.
+//! Producers write slots exactly as in broadcast (`single.rs` for a `Route`, `multi.rs`
+//! for a `Channel`), with the stamps of `layout.rs`, gated on the slot's previous record
+//! being consumed (`gate.rs`, `slot_free`). Receivers share one read cursor,
+//! `ctl.read`, instead of having one each.
 //!
 //! # Taking record `r`
 //!
@@ -21,12 +22,6 @@
 //! A stamp `settled(r)` at the read cursor is a claim skipped because its producer
 //! died (`multi.rs`): takers move `read` past it.
 //!
-//! # Gating
-//!
-//! A producer may write `seq` when the slot's previous record `seq - capacity` is
-//! settled ([`slot_free`]); no receiver cursor is involved, so a dead receiver never
-//! blocks the producer, and no record is overwritten before it is consumed.
-//!
 //! # A receiver that dies holding a record
 //!
 //! Between C2 and C3 the record belongs to one receiver. If that process dies there,
@@ -40,32 +35,13 @@
 
 use bytemuck::Pod;
 
-use super::{claim_free, RingView};
-use crate::barrier;
-use crate::layout::{stamp_done, stamp_settled, ReceiverEntry, Stamp};
+use super::seqlock::load_words;
+use super::table::claim_free;
+use super::RingView;
+use crate::layout::{stamp_done, stamp_settled, ReceiverEntry};
 use crate::process::Liveness;
-use crate::sync::{fence, load_words, Ordering};
-
-/// Whether the slot of `seq` may be written: its previous record, `seq - capacity`,
-/// was consumed or skipped, or (first lap) the slot was never used.
-///
-/// The previous record itself, not just "some settled record": with several producers
-/// the claim of `seq - capacity` may still be unwritten when `seq` is claimed, its slot
-/// then still showing a lap-older settled stamp (or nothing). Gating on that would let
-/// the claimer of `seq` overwrite record `seq - capacity` once it is published and
-/// before anyone took it (found by `loom-tests`, `unicast_channel_*`).
-#[inline]
-pub fn slot_free(view: &RingView<'_>, seq: u64) -> bool {
-    // `Acquire`: pairs with the taker's C3, so its copy happens before our overwrite.
-    let previous = seq.checked_sub(view.geom.capacity);
-    match Stamp::decode(view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire)) {
-        Stamp::Empty => previous.is_none(),
-        Stamp::Settled(s) => previous.is_none_or(|p| s >= p),
-        // An unconsumed or half-written older record: wait. A stamp at or beyond `seq`
-        // (our own abandoned loan, or a corrupt value) does not block.
-        Stamp::Done(s) | Stamp::Busy(s) => s >= seq,
-    }
-}
+use crate::sync::Ordering;
+use crate::weaken::{light_fence, ordering};
 
 /// A unicast receiver's private state.
 #[derive(Debug)]
@@ -111,18 +87,15 @@ impl Worker {
         for _ in 0..=view.geom.capacity.saturating_mul(4) {
             let r = read.load(Ordering::Acquire);
             let stamp = &view.slots[view.geom.stamp_index(r)];
-            // R1: pairs with the producer's W2. (`shmchan_weaken = "uc_r1"`: `Relaxed`.)
-            let current = stamp.load(if cfg!(shmchan_weaken = "uc_r1") {
-                Ordering::Relaxed
-            } else {
-                Ordering::Acquire
-            });
+            // R1: pairs with the producer's W2.
+            let current = stamp.load(ordering!("uc_r1", Acquire, Relaxed));
             if current == stamp_done(r) {
                 // C1, then C2. `AcqRel`: the `Release` half publishes C1 to a rescuer
                 // that reads `read` past `r`.
                 entry.claim.store(r.wrapping_add(1), Ordering::Relaxed);
+                let c2 = ordering!("uc_c2", AcqRel, Acquire);
                 if read
-                    .compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(r, r.wrapping_add(1), c2, Ordering::Relaxed)
                     .is_err()
                 {
                     // Lost `r` to another taker: withdraw C1. Left in place, the claim
@@ -216,88 +189,8 @@ fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64) -> bool {
         .is_ok();
     entry.claim.store(0, Ordering::Release);
     // F_s, light: pairs with the producer's heavy F_w when it parks on `space`
-    // (wait.rs, barrier.rs). (`shmchan_weaken = "uc_fs"`: `fence(AcqRel)`.)
-    if cfg!(shmchan_weaken = "uc_fs") {
-        fence(Ordering::AcqRel);
-    } else {
-        barrier::light();
-    }
+    // (wait.rs, barrier.rs).
+    light_fence!("uc_fs");
     view.space_parker().wake_if_parked();
     ours
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::ring::broadcast::Producer;
-    use crate::ring::HeapRing;
-
-    struct Dead(u64);
-    impl Liveness for Dead {
-        fn is_alive(&self, owner: u64) -> bool {
-            owner != self.0
-        }
-    }
-
-    #[test]
-    fn each_record_goes_to_one_receiver_and_the_producer_waits_for_consumption() {
-        let ring = HeapRing::with_producers::<u64>(4, 2, 0, true, true);
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        let mut a = Worker::join(&view, 1).expect("a");
-        let mut b = Worker::join(&view, 2).expect("b");
-        for i in 0..4u64 {
-            assert!(tx.has_space(&view));
-            tx.push(&view, &i);
-        }
-        assert!(!tx.has_space(&view), "nothing consumed yet");
-        assert_eq!(a.try_take::<u64>(&view), Some(0));
-        assert_eq!(b.try_take::<u64>(&view), Some(1));
-        assert!(tx.has_space(&view));
-        tx.push(&view, &4);
-        let rest: Vec<u64> = std::iter::from_fn(|| a.try_take::<u64>(&view)).collect();
-        assert_eq!(rest, [2, 3, 4]);
-        assert_eq!(b.try_take::<u64>(&view), None);
-    }
-
-    #[test]
-    fn a_record_taken_by_a_receiver_that_died_is_rescued_once() {
-        let ring = HeapRing::with_producers::<u64>(4, 3, 0, true, true);
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &41);
-        tx.push(&view, &42);
-        // Receiver 1 claims record 0 (C1, C2) and dies before settling it.
-        let entry = &view.receivers[0];
-        let _dead = Worker::join(&view, 1).expect("dead");
-        entry.claim.store(1, Ordering::Relaxed);
-        assert!(view
-            .ctl
-            .read
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok());
-        let mut b = Worker::join(&view, 2).expect("b");
-        let mut c = Worker::join(&view, 3).expect("c");
-        assert_eq!(b.try_take::<u64>(&view), Some(42));
-        // Not while its taker is alive...
-        assert_eq!(b.rescue::<u64>(&view, &Dead(0)), None);
-        // ...but once it is dead, exactly one rescuer delivers it.
-        assert_eq!(b.rescue::<u64>(&view, &Dead(1)), Some(41));
-        assert_eq!(c.rescue::<u64>(&view, &Dead(1)), None);
-        assert_eq!(view.ctl.membership.rescued.load(Ordering::Relaxed), 1);
-        assert!(slot_free(&view, 4), "the rescued slot is free again");
-    }
-
-    #[test]
-    fn skipped_claims_are_stepped_over() {
-        let ring = HeapRing::with_producers::<u64>(4, 1, 0, true, true);
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &1);
-        view.slots[view.geom.stamp_index(0)].store(stamp_settled(0), Ordering::Relaxed);
-        tx.push(&view, &2);
-        let mut a = Worker::join(&view, 1).expect("a");
-        assert_eq!(a.try_take::<u64>(&view), Some(2));
-        assert_eq!(Worker::read_cursor(&view), 2);
-    }
 }

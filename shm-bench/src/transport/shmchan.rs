@@ -81,7 +81,8 @@ impl<P: Payload> Tx<P> for ShmTx<P> {
                 .loan()
                 .map_err(|_| anyhow!("shmchan sender lost its role"))?;
             *slot = *msg;
-            slot.publish();
+            slot.publish()
+                .map_err(|_| anyhow!("shmchan sender lost its role"))?;
             Ok(())
         } else {
             self.tx

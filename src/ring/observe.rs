@@ -1,0 +1,71 @@
+//! The read-only *observer* behind `shmchan tail` and `stats::Observer::tail`: reads
+//! records of any ring without taking part in it.
+//!
+//! It validates each record with the seqlock check of `seqlock.rs` (a torn or
+//! overwritten record is never reported as one), but its cursor is the caller's own
+//! and it stores nothing to shared memory: it takes no receiver entry, never gates a
+//! lossless producer, and works on a read-only mapping. Since no producer waits for
+//! it, a slow observer is lapped like an `Overwrite` receiver, in every mode.
+//!
+//! Producers write record words only with relaxed atomic stores (`seqlock.rs`; a loan
+//! is staged and copied the same way), so an observer reading a slot that a producer is
+//! rewriting races with nothing: the stamps decide which copies are kept.
+
+use super::broadcast::Read;
+use super::seqlock::load_words;
+use super::RingView;
+use crate::layout::{stamp_done, stamp_settled};
+use crate::sync::{fence, Ordering};
+
+/// Reads record `*cursor` into `dst` as a read-only *observer* (`shmchan tail`), and
+/// moves `*cursor` past it. `Read::Record(())` means `dst` holds the record;
+/// `Read::Lagged(n)` that the producer lapped the cursor, which now points at the
+/// oldest record that may still be present.
+///
+/// The same seqlock validation as [`Consumer::try_read`](super::broadcast::Consumer::try_read) (a torn or overwritten record
+/// is never reported as one), but the cursor is the caller's own and nothing is stored
+/// to shared memory: the observer takes no receiver entry, never gates a lossless
+/// producer, and works on a read-only mapping. For that last reason each load is a
+/// `Relaxed` load of 8 bytes (defined on read-only memory) followed by a
+/// `fence(Acquire)` where `try_read` has an `Acquire` load: a relaxed load followed by
+/// an acquire fence synchronises with the same release store. `dst` is at most the
+/// record's words long (the caller passes the record size).
+pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()> {
+    // Bounded: each round either returns or skips one settled slot.
+    for _ in 0..=view.geom.capacity {
+        let seq = *cursor;
+        let want = stamp_done(seq);
+        let stamp = &view.slots[view.geom.stamp_index(seq)];
+        let s1 = stamp.load(Ordering::Relaxed);
+        // R1 (relaxed load + acquire fence): pairs with the producer's W2.
+        fence(Ordering::Acquire);
+        if s1 < want {
+            return Read::Empty;
+        }
+        if s1 == want {
+            let words = &view.slots[view.geom.data_range(seq)];
+            let len = dst.len().min(words.len() * 8);
+            load_words(words, &mut dst[..len]);
+            // R2: pairs with the producer's W1, as in `try_read`.
+            fence(Ordering::Acquire);
+            if stamp.load(Ordering::Relaxed) == want {
+                *cursor = seq.wrapping_add(1);
+                return Read::Record(());
+            }
+        } else if s1 == stamp_settled(seq) {
+            // A skipped `Channel` claim (or, in unicast, a consumed record): no record.
+            *cursor = seq.wrapping_add(1);
+            continue;
+        }
+        // Lapped: as `Consumer::resync`, without the shared counters.
+        let head = view.ctl.head.load(Ordering::Relaxed);
+        // Pairs with the producer's `Release` store of `head`.
+        fence(Ordering::Acquire);
+        let next = head
+            .saturating_sub(view.geom.capacity)
+            .max(seq.wrapping_add(1));
+        *cursor = next;
+        return Read::Lagged(next.wrapping_sub(seq));
+    }
+    Read::Empty
+}

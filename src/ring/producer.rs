@@ -1,0 +1,218 @@
+//! One producer interface over the two producer algorithms, so that the send loops
+//! (`send.rs`) and every front end above them drive a `Route` and a `Channel` alike.
+//!
+//! A record goes out in three steps, whatever the family:
+//!
+//! 1. [`Producer::try_claim`]: is there room (and, on a `Channel`, take a sequence
+//!    number)? A claim that is not yet written stays *pending* in the producer and is
+//!    the next record's, whichever call sends it.
+//! 2. [`Producer::begin`]: make the slot ours ([`Begin::Ours`]), or learn that the claim
+//!    is void, that a lap-older writer still holds the slot, or that the gate does not
+//!    admit it yet (`multi.rs`).
+//! 3. [`Producer::write`] then [`Producer::commit`]: publish, or learn that a receiver
+//!    voided the claim meanwhile (claim again).
+//!
+//! The algorithms themselves are in `single.rs` (the one producer of a `Route`) and
+//! `multi.rs` (the producers of a `Channel`).
+
+use bytemuck::Pod;
+
+pub use super::multi::Begin;
+use super::multi::Shared;
+use super::seqlock::write_record;
+use super::single::Single;
+use super::table::{claim_sender, evict_blocking, reap_dead_producers, release_sender};
+use super::RingView;
+use crate::process::Liveness;
+use crate::sync::Ordering;
+
+/// A producer of either family.
+#[derive(Debug)]
+pub enum Producer {
+    /// The one producer of a `Route`.
+    Single(Single),
+    /// One of the producers of a `Channel`.
+    Shared {
+        /// The algorithm's state.
+        producer: Shared,
+        /// A claim was taken and not yet made ours or found void.
+        pending: bool,
+    },
+}
+
+impl Producer {
+    /// Takes the `Route` sender claim for `owner` (from a dead holder if need be) and
+    /// attaches. `Err(holder)` if a live process holds it.
+    pub fn attach_route(
+        view: &RingView<'_>,
+        owner: u64,
+        liveness: &impl Liveness,
+    ) -> Result<Producer, u64> {
+        claim_sender(view, owner, liveness)?;
+        Ok(Producer::Single(Single::attach(view, owner)))
+    }
+
+    /// Takes a free entry of a `Channel`'s producer table (freeing the entries of dead
+    /// producers if it is full). `None` if every entry is held by a live producer.
+    pub fn join_channel(
+        view: &RingView<'_>,
+        owner: u64,
+        liveness: &impl Liveness,
+    ) -> Option<Producer> {
+        let producer = Shared::join(view, owner).or_else(|| {
+            reap_dead_producers(view, liveness);
+            Shared::join(view, owner)
+        })?;
+        Some(Producer::Shared {
+            producer,
+            pending: false,
+        })
+    }
+
+    /// Whether this producer still holds its role (it was not judged dead and taken
+    /// over or reaped).
+    #[inline]
+    pub fn holds_role(&self, view: &RingView<'_>) -> bool {
+        match self {
+            Producer::Single(p) => p.holds_role(view),
+            Producer::Shared { producer, .. } => producer.holds_role(view),
+        }
+    }
+
+    /// All three steps at once for the common case, with a single dispatch on the
+    /// family: `true` if the record was published. `false` if there was no room, a
+    /// claim was pending, or anything else needs the full loop (`send.rs`); a claim
+    /// taken here then stays pending.
+    #[inline(always)]
+    pub fn send_now<T: Pod>(
+        &mut self,
+        view: &RingView<'_>,
+        value: &T,
+        liveness: &impl Liveness,
+    ) -> bool {
+        match self {
+            Producer::Single(p) => {
+                if !p.holds_role(view) || !p.has_space(view) {
+                    return false;
+                }
+                let seq = p.begin(view);
+                write_record(view, seq, value);
+                p.commit(view);
+                true
+            }
+            Producer::Shared { producer, pending } => {
+                if *pending || !producer.holds_role(view) || !producer.try_claim(view) {
+                    return false;
+                }
+                match producer.begin(view, liveness, false) {
+                    Begin::Ours => {
+                        write_record(view, producer.seq(), value);
+                        producer.commit(view)
+                    }
+                    Begin::Void => false,
+                    Begin::Busy | Begin::Gated => {
+                        *pending = true;
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 1: whether the next record may be written now; on a `Channel`, claims its
+    /// sequence number. A pending claim counts as room.
+    #[inline]
+    pub fn try_claim(&mut self, view: &RingView<'_>) -> bool {
+        match self {
+            Producer::Single(p) => p.has_space(view),
+            Producer::Shared { producer, pending } => {
+                *pending = *pending || producer.try_claim(view);
+                *pending
+            }
+        }
+    }
+
+    /// Step 2, after a successful [`Producer::try_claim`]: makes the slot ours.
+    /// `check_liveness`: a lap-older writer may be asked the liveness oracle (about
+    /// once a liveness tick).
+    #[inline]
+    pub fn begin(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+        check_liveness: bool,
+    ) -> Begin {
+        match self {
+            Producer::Single(p) => {
+                p.begin(view);
+                Begin::Ours
+            }
+            Producer::Shared { producer, pending } => {
+                let begun = producer.begin(view, liveness, check_liveness);
+                if matches!(begun, Begin::Ours | Begin::Void) {
+                    *pending = false;
+                }
+                begun
+            }
+        }
+    }
+
+    /// Step 3a: writes the record into the slot made ours by [`Producer::begin`].
+    #[inline(always)]
+    pub fn write<T: Pod>(&self, view: &RingView<'_>, value: &T) {
+        let seq = match self {
+            Producer::Single(p) => p.next_seq(),
+            Producer::Shared { producer, .. } => producer.seq(),
+        };
+        write_record(view, seq, value);
+    }
+
+    /// Step 3b: publishes the record and wakes sleeping receivers. `false` if a
+    /// receiver voided the claim while we wrote: the record was not published.
+    #[inline]
+    pub fn commit(&mut self, view: &RingView<'_>) -> bool {
+        match self {
+            Producer::Single(p) => {
+                p.commit(view);
+                true
+            }
+            Producer::Shared { producer, .. } => producer.commit(view),
+        }
+    }
+
+    /// While a lossless broadcast ring is full: evicts the dead receivers that hold it
+    /// back (and makes the gate rescan).
+    pub fn evict_dead(&mut self, view: &RingView<'_>, liveness: &impl Liveness) {
+        match self {
+            Producer::Single(p) => {
+                p.evict_dead(view, liveness);
+            }
+            Producer::Shared { producer, .. } => {
+                if view.lossless && !view.unicast {
+                    let head = view.ctl.head.load(Ordering::Relaxed);
+                    if evict_blocking(view, head, liveness) > 0 {
+                        producer.invalidate_gate();
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Route`: the sequence number of the next record (= records published so far).
+    /// `Channel`: the sequence numbers claimed by all its producers so far.
+    pub fn next_seq(&self, view: &RingView<'_>) -> u64 {
+        match self {
+            Producer::Single(p) => p.next_seq(),
+            Producer::Shared { .. } => view.ctl.head.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Gives the role back (withdrawing a pending claim) and wakes receivers, which may
+    /// now see no producer left.
+    pub fn leave(&self, view: &RingView<'_>) {
+        match self {
+            Producer::Single(p) => release_sender(view, p.owner()),
+            Producer::Shared { producer, .. } => producer.leave(view),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The send loops: how a record gets out through a [`Producer`], waiting (per the
+//! `Wait` strategy, `wait.rs`) while a lossless ring is full, while a lap-older writer
+//! holds the slot, or while the gate does not admit a claim, and never past the
+//! caller's deadline. `Sender` calls these functions, and the loom models call the
+//! same ones.
+//!
+//! A claim the loop gives up on (a deadline, or `try_send` finding the slot held)
+//! stays pending in the producer, and the next record takes it (`producer.rs`), so a
+//! timeout leaves no hole in the sequence while the producer lives.
+
+use std::time::Instant;
+
+use bytemuck::Pod;
+
+use super::producer::{Begin, Producer};
+use super::RingView;
+use crate::process::Liveness;
+use crate::wait::{wait_for, Wait};
+
+/// How many times `try_send` retries a claim that a receiver voided (it judged this
+/// producer stalled) before reporting the ring full.
+const VOID_RETRIES: u32 = 64;
+
+/// Why a record was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFail {
+    /// No room now (`try_send`), or none before the deadline.
+    Full,
+    /// This producer lost its role: it was judged dead and taken over or reaped.
+    Evicted,
+}
+
+/// The hot path, inlined: sends `value` if there is room now and nothing unusual
+/// happens (no pending claim, no void claim, the slot free). `false`: nothing was
+/// published; a claim it took stays pending for [`send`] or [`try_send`].
+#[inline(always)]
+pub fn send_now<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &T,
+    liveness: &impl Liveness,
+) -> bool {
+    p.send_now(view, value, liveness)
+}
+
+/// Sends `value` if there is room now: `Err(Full)` otherwise. `check_liveness`: when
+/// full, evict dead receivers that hold a lossless ring back, and take over a slot
+/// from a dead lap-older writer (the caller passes `true` about once a liveness tick:
+/// the oracle reads `/proc`).
+pub fn try_send<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &T,
+    liveness: &impl Liveness,
+    check_liveness: bool,
+) -> Result<(), SendFail> {
+    if !p.holds_role(view) {
+        return Err(SendFail::Evicted);
+    }
+    for _ in 0..VOID_RETRIES {
+        if !p.try_claim(view) {
+            if check_liveness {
+                p.evict_dead(view, liveness);
+            }
+            if !p.try_claim(view) {
+                return Err(SendFail::Full);
+            }
+        }
+        match p.begin(view, liveness, check_liveness) {
+            Begin::Ours => {
+                p.write(view, value);
+                if p.commit(view) {
+                    return Ok(());
+                }
+            }
+            Begin::Void => {}
+            Begin::Busy | Begin::Gated => return Err(SendFail::Full),
+        }
+    }
+    Err(SendFail::Full)
+}
+
+/// Sends `value`, waiting per `strategy` while there is no room, until `deadline`
+/// (`None`: for ever). `Err(Full)` means the deadline passed.
+pub fn send<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &T,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<(), SendFail> {
+    loop {
+        // Returns at once with a pending claim.
+        reserve(p, view, strategy, deadline, liveness)?;
+        let begun = match p.begin(view, liveness, false) {
+            awaited @ (Begin::Busy | Begin::Gated) => {
+                wait_to_begin(p, view, awaited, strategy, deadline, liveness)?
+            }
+            begun => begun,
+        };
+        if begun == Begin::Ours {
+            p.write(view, value);
+            if p.commit(view) {
+                return Ok(());
+            }
+        }
+        // Void (claim again), or a claim that went from gated to busy: go round.
+    }
+}
+
+/// Waits until there is room for the next record (a `Channel`: claims it).
+fn reserve(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<(), SendFail> {
+    if !p.holds_role(view) {
+        return Err(SendFail::Evicted);
+    }
+    wait_for(strategy, deadline, view.space_parker(), |idle| {
+        if idle {
+            if !p.holds_role(view) {
+                return Some(Err(SendFail::Evicted));
+            }
+            p.evict_dead(view, liveness);
+        }
+        p.try_claim(view).then_some(Ok(()))
+    })
+    .unwrap_or(Err(SendFail::Full))
+}
+
+/// Waits while [`Producer::begin`] says `awaited` (`Busy`: a lap-older writer holds
+/// the slot, and its commit wakes `data`; `Gated`: the receivers' cursors must move,
+/// and their progress wakes `space`). Returns the first other answer.
+fn wait_to_begin(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    awaited: Begin,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<Begin, SendFail> {
+    let parker = if awaited == Begin::Busy {
+        view.data_parker()
+    } else {
+        view.space_parker()
+    };
+    wait_for(strategy, deadline, parker, |idle| {
+        if idle {
+            if !p.holds_role(view) {
+                return Some(Err(SendFail::Evicted));
+            }
+            p.evict_dead(view, liveness);
+        }
+        match p.begin(view, liveness, idle) {
+            begun if begun == awaited => None,
+            begun => Some(Ok(begun)),
+        }
+    })
+    .unwrap_or(Err(SendFail::Full))
+}

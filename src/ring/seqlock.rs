@@ -1,0 +1,109 @@
+//! The seqlock copy of a record: word-wise atomic copies in and out of a slot, and the
+//! copy-and-check that keeps a reader from returning a torn or overwritten record.
+//!
+//! # Writing record `seq` (every producer)
+//!
+//! ```text
+//! stamp := busy(seq)                  // a store (Route) or a CAS (Channel, W0)
+//! fence(Release)                      // W1: orders the busy stamp before the data
+//! data words .store(.., Relaxed)      // store_words
+//! stamp := done(seq) (Release)        // W2: publishes the data
+//! ```
+//!
+//! # Reading record `seq` ([`copy_if_intact`])
+//!
+//! ```text
+//! s1 = stamp.load(Acquire)            // R1 (the caller): pairs with W2
+//! data words .load(.., Relaxed)       // load_words
+//! fence(Acquire)                      // R2: pairs with W1
+//! s2 = stamp.load(Relaxed)
+//! ok iff s1 == s2 == done(seq)
+//! ```
+//!
+//! If the reader's copy saw any word of a later write, that word was stored after W1,
+//! so R2 synchronises with W1 and the second stamp load sees at least `busy(later)`:
+//! the copy is discarded. This is the seqlock argument of Boehm, "Can seqlocks get
+//! along with programming language memory models?" (2012). The copies are relaxed
+//! atomic word accesses, never a plain `memcpy`, so a reader racing a writer is not a
+//! data race in Rust's memory model; the stamps decide which copies are kept.
+
+use bytemuck::Pod;
+
+use super::RingView;
+use crate::layout::stamp_done;
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::weaken::weaken;
+
+/// Copies `dst.len()` bytes out of `words` with one relaxed atomic load per 8-byte word.
+///
+/// Another process may be rewriting the words while we read them, so a plain `memcpy`
+/// would be a data race; relaxed atomic loads are not, and the caller's stamp check
+/// afterwards discards a torn copy. Written here rather than taken from `atomic-memcpy`
+/// so that loom drives exactly the copy production uses (loom's atomics cannot be
+/// overlaid on raw bytes).
+#[inline(always)]
+pub(crate) fn load_words(words: &[AtomicU64], dst: &mut [u8]) {
+    // `Relaxed`: ordering comes from the caller's stamp load (Acquire) before and its
+    // `fence(Acquire)` after, which pair with the writer's stamp stores and release fence.
+    // Sliced to `dst`'s length first: that length is the record size, a constant after
+    // monomorphisation, so the loop unrolls into plain moves with one bounds check.
+    let words = &words[..dst.len().div_ceil(8)];
+    let mut chunks = dst.chunks_exact_mut(8);
+    for (word, chunk) in words.iter().zip(&mut chunks) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    let tail = chunks.into_remainder();
+    if let Some(last) = words.last().filter(|_| !tail.is_empty()) {
+        let bytes = last.load(Ordering::Relaxed).to_ne_bytes();
+        tail.copy_from_slice(&bytes[..tail.len()]);
+    }
+}
+
+/// Copies `src` into `words` with one relaxed atomic store per 8-byte word; a final
+/// partial word is padded with zeros. The writer half of [`load_words`].
+#[inline(always)]
+pub(crate) fn store_words(words: &[AtomicU64], src: &[u8]) {
+    // `Relaxed`: the caller's `fence(Release)` before and stamp store (Release) after
+    // give the ordering; see `load_words`, also for the slicing.
+    let words = &words[..src.len().div_ceil(8)];
+    let mut chunks = src.chunks_exact(8);
+    for (word, chunk) in words.iter().zip(&mut chunks) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    let tail = chunks.remainder();
+    if let Some(last) = words.last().filter(|_| !tail.is_empty()) {
+        let mut bytes = [0u8; 8];
+        bytes[..tail.len()].copy_from_slice(tail);
+        last.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+}
+
+/// Writes `value` into the record words of the slot of `seq`, which the caller has
+/// stamped busy and fenced (W1).
+#[inline(always)]
+pub(crate) fn write_record<T: Pod>(view: &RingView<'_>, seq: u64, value: &T) {
+    store_words(
+        &view.slots[view.geom.data_range(seq)],
+        bytemuck::bytes_of(value),
+    );
+}
+
+/// The copy-and-check of record `seq`, whose stamp the caller has just loaded (R1,
+/// `Acquire`) as `done(seq)`: copies the words, then keeps the copy only if the stamp
+/// still says `done(seq)`. `None`: a writer lapped us during the copy.
+#[inline(always)]
+pub(crate) fn copy_if_intact<T: Pod>(view: &RingView<'_>, seq: u64) -> Option<T> {
+    let mut value = T::zeroed();
+    load_words(
+        &view.slots[view.geom.data_range(seq)],
+        bytemuck::bytes_of_mut(&mut value),
+    );
+    // R2: pairs with the producer's W1.
+    if !weaken!("r2") {
+        fence(Ordering::Acquire);
+    }
+    (view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_done(seq))
+        .then_some(value)
+}
