@@ -5,20 +5,59 @@
 //! field 22 of `/proc/PID/stat`) in the high 32 bits. Comparing the start time means a
 //! pid the kernel has reused for a new process is not mistaken for the old owner. The
 //! word is never zero (pids are positive), so zero means "free".
+//!
+//! The word belongs to one process: a child forked after its parent computed the word
+//! computes its own, so the claims it takes live and die with it, not with the parent.
 
 use std::io;
-use std::sync::OnceLock;
 
-/// The owner word of the calling process (computed once).
+/// The owner word of the calling process.
+///
+/// Cached per process: the cache is keyed by the pid the word holds, so a process forked
+/// after the word was cached (its pid differs) computes its own instead of inheriting its
+/// parent's. No lock and no `Once`, which a `fork` could leave held in the child.
+#[cfg(not(loom))]
 pub(crate) fn current_owner() -> u64 {
-    static OWNER: OnceLock<u64> = OnceLock::new();
-    *OWNER.get_or_init(|| {
-        let pid = std::process::id();
-        // If /proc is unavailable we fall back to the pid alone (start time 0): liveness
-        // then degrades to `kill(pid, 0)`, which still detects dead processes.
-        let start = read_stat(pid).map(|s| s.start_ticks).unwrap_or(0);
-        pack(pid, start)
-    })
+    use crate::sync::{AtomicU64, Ordering};
+
+    /// The word last computed in this address space; zero before the first call.
+    static CACHE: AtomicU64 = AtomicU64::new(0);
+
+    let pid = std::process::id();
+    // `Relaxed`: synchronises with nothing. The word is the only datum shared through
+    // the cache, and threads of one process racing to fill it store the same value.
+    let cached = CACHE.load(Ordering::Relaxed);
+    if cached != 0 && owner_pid(cached) == pid {
+        return cached;
+    }
+    let word = owner_of(pid);
+    CACHE.store(word, Ordering::Relaxed);
+    word
+}
+
+/// The owner word of the calling process. Not cached under loom, whose atomics cannot
+/// live in a `static` (the models never call this: they supply their own owner words).
+#[cfg(loom)]
+pub(crate) fn current_owner() -> u64 {
+    owner_of(std::process::id())
+}
+
+/// Computes the owner word of the process `pid` (the caller's own).
+fn owner_of(pid: u32) -> u64 {
+    // If /proc is unavailable we fall back to the pid alone (start time 0): liveness
+    // then degrades to `kill(pid, 0)`, which still detects dead processes.
+    let start = read_stat(pid).map(|s| s.start_ticks).unwrap_or(0);
+    pack(pid, start)
+}
+
+/// Whether `owner` is the calling process's owner word, judged by the pid alone (cheap:
+/// no `/proc` read). A handle copied into a forked child carries the parent's word, so
+/// the child gets `false` and must leave the handle's claim to the parent, which opened
+/// it. While the caller runs no other process can have its pid, so a match is exact.
+// Not yet called outside the tests: the handles' `Drop` is its intended caller.
+#[allow(dead_code)]
+pub(crate) fn is_current_process(owner: u64) -> bool {
+    owner_pid(owner) == std::process::id()
 }
 
 /// Packs a pid and a start time into an owner word.
@@ -60,7 +99,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 /// Dead means: no such pid, a zombie (killed but not yet reaped, which must not hold a
 /// claim), or a pid whose start time differs from the recorded one (reused). An
 /// unparseable owner word (zero pid, or a pid beyond `i32`) counts as dead, so a corrupt
-/// word cannot pin a claim for ever.
+/// word cannot pin a claim for ever. See [`judge`] for a `/proc` we cannot read.
 pub(crate) fn is_alive(owner: u64) -> bool {
     let pid = owner_pid(owner);
     let Ok(raw) = i32::try_from(pid) else {
@@ -69,21 +108,55 @@ pub(crate) fn is_alive(owner: u64) -> bool {
     if raw <= 0 {
         return false;
     }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
-        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
-        Err(_) => return false,
+    judge(owner, probe(raw), || read_stat(pid), || probe(raw))
+}
+
+/// What `kill(pid, 0)` says about a pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// A process has the pid: the signal could be sent, or `EPERM` (it belongs to
+    /// another user, which does not make it any less alive).
+    Exists,
+    /// No process has it (`ESRCH`; any other failure is taken the same way).
+    Gone,
+}
+
+/// Probes `pid` with the null signal.
+fn probe(pid: i32) -> Probe {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Probe::Exists,
+        Err(_) => Probe::Gone,
     }
-    match read_stat(pid) {
+}
+
+/// The liveness verdict on `owner`, from a first signal probe of its pid, then its
+/// `/proc/PID/stat`, then (only if that read failed) a second signal probe. The two
+/// later steps are passed in as calls, so that they run only when needed and the
+/// decision can be tested without the processes and `/proc` mounts it is about.
+///
+/// A failed read does not tell whether the process is gone: `/proc/PID` is missing both
+/// when the process has been reaped since the first probe and when `/proc` hides other
+/// users' processes (mounted with `hidepid=2`; `hidepid=1` makes the read fail with
+/// `EACCES` instead). The second probe tells them apart: a pid that is gone is dead; one
+/// that still exists is alive, and only the pid can be trusted (its start time and state
+/// are out of our sight).
+fn judge(
+    owner: u64,
+    first: Probe,
+    stat: impl FnOnce() -> io::Result<Stat>,
+    second: impl FnOnce() -> Probe,
+) -> bool {
+    if first == Probe::Gone {
+        return false;
+    }
+    match stat() {
         Ok(stat) => {
             let recorded = owner >> 32;
             let zombie = matches!(stat.state, b'Z' | b'X' | b'x');
             // A recorded start of 0 means the owner could not read /proc; trust the pid.
             !zombie && (recorded == 0 || recorded == stat.start_ticks & 0xffff_ffff)
         }
-        // Gone between the two checks.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        // /proc hidden from us (hidepid): the signal check above is all we have.
-        Err(_) => true,
+        Err(_) => second() == Probe::Exists,
     }
 }
 
@@ -142,5 +215,137 @@ mod tests {
         }
         assert!(!is_alive(pack(pid, 0)));
         child.wait().expect("reap");
+    }
+
+    /// Runs `check` in a forked child and returns whether it held there. The child
+    /// reports through its exit status; `check` must not assert (the panic machinery
+    /// takes locks another test thread may have held at the fork).
+    fn in_forked_child(check: impl FnOnce() -> bool) -> bool {
+        // SAFETY: the child only runs `check` (system calls, `/proc` reads and
+        // allocation, which glibc makes safe after fork) and ends with `_exit`, never
+        // returning into the test harness.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+                // SAFETY: ends the forked child without running the harness's exit path.
+                unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => matches!(
+                nix::sys::wait::waitpid(child, None),
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+            ),
+        }
+    }
+
+    #[test]
+    fn a_forked_child_has_its_own_owner_word() {
+        let parent = current_owner();
+        assert!(in_forked_child(|| {
+            let child = current_owner();
+            let start = read_stat(std::process::id()).map(|s| s.start_ticks & 0xffff_ffff);
+            owner_pid(child) == std::process::id()
+                && child != parent
+                && start.is_ok_and(|s| s == child >> 32)
+        }));
+        // The parent's word is unchanged.
+        assert_eq!(current_owner(), parent);
+    }
+
+    #[test]
+    fn is_current_process_compares_the_pid() {
+        let me = current_owner();
+        assert!(is_current_process(me));
+        // Only the pid counts (a cheap check): our pid with any start time is us.
+        assert!(is_current_process(pack(std::process::id(), 12345)));
+        let parent = std::os::unix::process::parent_id();
+        assert!(!is_current_process(pack(parent, me >> 32)));
+        assert!(!is_current_process(0));
+        // A child forked after we computed our word sees our word as another process's.
+        assert!(in_forked_child(
+            || !is_current_process(me) && is_current_process(current_owner())
+        ));
+    }
+
+    fn stat(state: u8, start_ticks: u64) -> impl FnOnce() -> io::Result<Stat> {
+        move || Ok(Stat { state, start_ticks })
+    }
+
+    fn read_error(kind: io::ErrorKind) -> impl FnOnce() -> io::Result<Stat> {
+        move || Err(io::Error::from(kind))
+    }
+
+    fn unused<T>() -> impl FnOnce() -> T {
+        || panic!("this step must not run")
+    }
+
+    #[test]
+    fn judge_uses_the_stat_when_it_can_read_it() {
+        let owner = pack(4321, 777);
+        assert!(!judge(owner, Probe::Gone, unused(), unused()));
+        assert!(judge(owner, Probe::Exists, stat(b'S', 777), unused()));
+        // Only the low 32 bits of the start time are recorded.
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            stat(b'R', 777 | 1 << 32),
+            unused()
+        ));
+        assert!(!judge(owner, Probe::Exists, stat(b'S', 778), unused()));
+        assert!(!judge(owner, Probe::Exists, stat(b'Z', 777), unused()));
+        assert!(!judge(owner, Probe::Exists, stat(b'X', 777), unused()));
+        // Recorded without a start time: the pid is all there is to go by.
+        assert!(judge(pack(4321, 0), Probe::Exists, stat(b'S', 5), unused()));
+    }
+
+    #[test]
+    fn judge_asks_the_pid_again_when_the_stat_cannot_be_read() {
+        let owner = pack(4321, 777);
+        // hidepid=2: the live process of another user has no /proc entry for us.
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            read_error(io::ErrorKind::NotFound),
+            || Probe::Exists
+        ));
+        // Reaped between the first probe and the read.
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            read_error(io::ErrorKind::NotFound),
+            || Probe::Gone
+        ));
+        // hidepid=1: the entry is there but unreadable.
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            read_error(io::ErrorKind::PermissionDenied),
+            || Probe::Exists
+        ));
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            read_error(io::ErrorKind::PermissionDenied),
+            || Probe::Gone
+        ));
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            read_error(io::ErrorKind::InvalidData),
+            || Probe::Exists
+        ));
+    }
+
+    #[test]
+    fn probe_tells_a_live_pid_from_a_reaped_one() {
+        assert_eq!(probe(std::process::id() as i32), Probe::Exists);
+        // pid 1 exists; unless we are root, signalling it is refused (EPERM): it exists.
+        assert_eq!(probe(1), Probe::Exists);
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reap");
+        // Reaped, and (barring a reuse of the pid within these few instructions) gone.
+        assert!(probe(pid as i32) == Probe::Gone || read_stat(pid).is_ok());
     }
 }
