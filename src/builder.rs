@@ -142,6 +142,27 @@ pub struct Builder<T> {
     _record: PhantomData<fn() -> T>,
 }
 
+// By hand: a derive would require `T: Clone`.
+impl<T> Clone for Builder<T> {
+    fn clone(&self) -> Self {
+        Builder {
+            name: self.name.clone(),
+            family: self.family,
+            capacity: self.capacity,
+            mode: self.mode,
+            overflow: self.overflow,
+            wait: self.wait,
+            max_receivers: self.max_receivers,
+            max_producers: self.max_producers,
+            path: self.path.clone(),
+            schema: self.schema.clone(),
+            permissions: self.permissions,
+            open_timeout: self.open_timeout,
+            _record: PhantomData,
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for Builder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")

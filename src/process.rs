@@ -54,8 +54,6 @@ fn owner_of(pid: u32) -> u64 {
 /// no `/proc` read). A handle copied into a forked child carries the parent's word, so
 /// the child gets `false` and must leave the handle's claim to the parent, which opened
 /// it. While the caller runs no other process can have its pid, so a match is exact.
-// Not yet called outside the tests: the handles' `Drop` is its intended caller.
-#[allow(dead_code)]
 pub(crate) fn is_current_process(owner: u64) -> bool {
     owner_pid(owner) == std::process::id()
 }

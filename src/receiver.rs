@@ -47,8 +47,9 @@ const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 /// use shmchan::{RecvError, Route, TryRecvError};
 ///
 /// # let name = format!("doc-receiver-{}", std::process::id());
-/// let mut tx = Route::<u32>::builder(&name).capacity(4).sender()?; // Overwrite
-/// let mut rx = Route::<u32>::receiver(&name)?;
+/// let builder = Route::<u32>::builder(&name).capacity(4); // Overflow::Overwrite
+/// let mut tx = builder.clone().sender()?;
+/// let mut rx = builder.receiver()?;
 /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 /// for i in 0..10 {
 ///     tx.send(i)?;
@@ -69,8 +70,8 @@ pub struct Receiver<T> {
     reader: Option<Reader>,
     state: RecvState,
     wait: Wait,
-    /// The process that opened this receiver.
-    pid: u32,
+    /// The owner word of the process that opened this receiver.
+    owner: u64,
     empty_polls: u32,
     lagged_total: u64,
     _record: PhantomData<fn() -> T>,
@@ -90,19 +91,18 @@ impl<T: Pod> Receiver<T> {
     pub(crate) fn attach(segment: Segment, wait: Wait) -> Result<Self, OpenError> {
         let view = segment.view();
         let state = RecvState::before_join(&view);
+        let owner = process::current_owner();
         let reader =
-            Reader::join(&view, process::current_owner(), &ProcLiveness).ok_or_else(|| {
-                OpenError::ReceiversFull {
-                    path: segment.path().to_owned(),
-                    max: view.receivers.len(),
-                }
+            Reader::join(&view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
+                path: segment.path().to_owned(),
+                max: view.receivers.len(),
             })?;
         Ok(Receiver {
             segment,
             reader: Some(reader),
             state,
             wait,
-            pid: std::process::id(),
+            owner,
             empty_polls: 0,
             lagged_total: 0,
             _record: PhantomData,
@@ -226,7 +226,7 @@ impl<T: Pod> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         // A copy in a forked child belongs to the parent, which still uses it.
-        if std::process::id() != self.pid {
+        if !process::is_current_process(self.owner) {
             return;
         }
         if let Some(reader) = self.reader.take() {

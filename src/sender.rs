@@ -48,8 +48,9 @@ use crate::wait::{Wait, IDLE_TICK};
 /// use shmchan::{Overflow, Route, TrySendError};
 ///
 /// # let name = format!("doc-sender-{}", std::process::id());
-/// let mut tx = Route::<u64>::builder(&name).capacity(2).overflow(Overflow::Block).sender()?;
-/// let mut rx = Route::<u64>::receiver(&name)?;
+/// let builder = Route::<u64>::builder(&name).capacity(2).overflow(Overflow::Block);
+/// let mut tx = builder.clone().sender()?;
+/// let mut rx = builder.receiver()?;
 /// tx.send(1)?;
 /// tx.send(2)?;
 /// // Lossless and full: the slowest receiver is a whole ring behind.
@@ -64,8 +65,8 @@ pub struct Sender<T> {
     segment: Segment,
     producer: Producer,
     wait: Wait,
-    /// The process that opened this sender.
-    pid: u32,
+    /// The owner word of the process that opened this sender.
+    owner: u64,
     /// Last time a full `try_send` checked the liveness of the receivers.
     last_liveness: Option<Instant>,
     _record: PhantomData<fn(T)>,
@@ -107,7 +108,7 @@ impl<T: Pod> Sender<T> {
             segment,
             producer,
             wait,
-            pid: std::process::id(),
+            owner,
             last_liveness: None,
             _record: PhantomData,
         })
@@ -196,8 +197,9 @@ impl<T: Pod> Sender<T> {
     /// use shmchan::{Overflow, Route};
     ///
     /// # let name = format!("doc-loan-{}", std::process::id());
-    /// let mut tx = Route::<[u64; 8]>::builder(&name).overflow(Overflow::Block).sender()?;
-    /// let mut rx = Route::<[u64; 8]>::receiver(&name)?;
+    /// let builder = Route::<[u64; 8]>::builder(&name).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
     /// let mut slot = tx.loan()?;
     /// slot[0] = 7;
     /// slot.publish()?;
@@ -253,7 +255,7 @@ impl<T: Pod> Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         // A copy in a forked child belongs to the parent, which still uses it.
-        if std::process::id() == self.pid {
+        if process::is_current_process(self.owner) {
             self.producer.leave(&self.segment.view());
         }
     }
