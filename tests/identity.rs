@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use common::{role, spawn, unique_name, var, Cleanup};
-use shmchan::{Receiver, RecvError, Route, Wait};
+use shmchan::{Receiver, RecvTimeoutError, Route, Wait};
 
 const ENTRY: &str = "child";
 const SHORT: Duration = Duration::from_secs(20);
@@ -118,7 +118,7 @@ fn forked(name: &str, inherited: Receiver<u64>, mut ready: File) -> ! {
                     in_order &= v == got;
                     got += 1;
                 }
-                Err(RecvError::Lagged(_)) => in_order = false,
+                Err(RecvTimeoutError::Lagged(_)) => in_order = false,
                 Err(e) => {
                     println!("FORKED-ERROR {e}");
                     break;
