@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{role, unique_name, var, Cleanup, Rec, ROLE_VAR};
-use shmchan::{Channel, Mode, Overflow, RecvError, SendTimeoutError, Wait};
+use shmchan::{Channel, Mode, Overflow, RecvTimeoutError, SendTimeoutError, Wait};
 
 /// The test that re-executed children run (see [`child_process_entry`]).
 const ENTRY: &str = "child_process_entry";
@@ -312,7 +312,7 @@ fn join_race(name: &str, use_iter: bool) -> Result<String, String> {
                     Ok(()) => i += 1,
                     // The same record again: a producer's sequence has no holes.
                     Err(SendTimeoutError::Timeout(_)) => timeouts += 1,
-                    Err(SendTimeoutError::Disconnected(_)) => break,
+                    Err(_) => break,
                 }
             }
             let _ = done_tx.send((p, i, timeouts));
@@ -338,7 +338,7 @@ fn join_race(name: &str, use_iter: bool) -> Result<String, String> {
                 for k in 0..RACE_RECORDS_PER_JOIN {
                     match rx.recv_timeout(Duration::from_secs(5)) {
                         Ok(rec) => tally.check(rec, &mut last, join, k),
-                        Err(RecvError::Lagged(n)) => {
+                        Err(RecvTimeoutError::Lagged(n)) => {
                             tally.lagged_events += 1;
                             tally.lagged_records += n;
                             tally.violation(format!("join {join}, receive {k}: Lagged({n})"));
@@ -430,7 +430,7 @@ fn abandoned_loan(name: &str, mode: Mode, receiver_first: bool) -> Result<String
     let (open_tx, open_rx) = mpsc::channel::<()>();
     let (opened_tx, opened_rx) = mpsc::channel::<Result<(), String>>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (got_tx, got_rx) = mpsc::channel::<Result<Rec, RecvError>>();
+    let (got_tx, got_rx) = mpsc::channel::<Result<Rec, RecvTimeoutError>>();
     let reader_name = name.to_owned();
     thread::spawn(move || {
         if open_rx.recv().is_err() {
@@ -490,10 +490,7 @@ fn abandoned_loan(name: &str, mode: Mode, receiver_first: bool) -> Result<String
         match tx_b.send_timeout(Rec::new(seq_of(1, i)), LOAN_WAIT) {
             Ok(()) => {}
             Err(e) => {
-                let what = match e {
-                    SendTimeoutError::Timeout(_) => "Timeout",
-                    SendTimeoutError::Disconnected(_) => "Disconnected",
-                };
+                let what = if e.is_timeout() { "Timeout" } else { "Evicted" };
                 send_failure = Some(format!(
                     "B's send_timeout of record {i} failed with {what} ({i} of {LOAN_RECORDS} sent)"
                 ));
@@ -625,7 +622,7 @@ fn crash_producer(name: &str) {
                 .unwrap_or_else(|_| panic!("producer {p}: loan of record {i} failed"));
             *slot = rec;
             thread::yield_now();
-            slot.publish();
+            slot.publish().expect("publish");
         } else {
             tx.send_timeout(rec, LONG)
                 .unwrap_or_else(|_| panic!("producer {p}: send of record {i} failed"));
@@ -673,7 +670,7 @@ fn collect(mut rx: shmchan::Receiver<Rec>, who: usize) -> Received {
                 let (p, i) = split(rec.seq);
                 got.entry(p).or_default().push(i);
             }
-            Err(RecvError::Disconnected) => return Ok(got),
+            Err(RecvTimeoutError::Disconnected) => return Ok(got),
             Err(e) => {
                 let total: usize = got.values().map(Vec::len).sum();
                 return Err(format!("receiver {who}, after {total} records: {e:?}"));

@@ -141,3 +141,6 @@ impl HeapRing {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;
