@@ -995,19 +995,19 @@ fn read_header(file: &File, path: &Path) -> Result<HeaderInfo, OpenError> {
         }
     };
     let max_receivers = header.max_receivers.load(r);
-    if max_receivers == 0 || max_receivers as usize > crate::builder::MAX_RECEIVERS {
+    if max_receivers == 0 || max_receivers as usize > crate::options::MAX_RECEIVERS {
         return Err(corrupt(format!(
             "max_receivers {max_receivers} is out of range"
         )));
     }
     let max_producers = header.max_producers.load(r);
-    if max_producers > crate::builder::MAX_PRODUCERS as u64 {
+    if max_producers > crate::options::MAX_PRODUCERS as u64 {
         return Err(corrupt(format!(
             "max_producers {max_producers} is out of range"
         )));
     }
     let capacity = header.capacity.load(r);
-    if capacity < 2 || !capacity.is_power_of_two() || capacity > crate::builder::MAX_CAPACITY as u64
+    if capacity < 2 || !capacity.is_power_of_two() || capacity > crate::options::MAX_CAPACITY as u64
     {
         return Err(corrupt(format!("capacity {capacity} is out of range")));
     }

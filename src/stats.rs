@@ -74,7 +74,7 @@ pub const DEFAULT_DIR: &str = options::SHM_DIR;
 pub const FILE_PREFIX: &str = options::FILE_PREFIX;
 
 /// How long [`Observer::tail`] waits for a process that is initialising the segment.
-const TAIL_OPEN_TIMEOUT: Duration = crate::builder::DEFAULT_OPEN_TIMEOUT;
+const TAIL_OPEN_TIMEOUT: Duration = crate::options::DEFAULT_OPEN_TIMEOUT;
 
 /// The family of a segment: one producer or many.
 ///
