@@ -14,7 +14,7 @@
 //! `Header::check` against what an opener expects.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::error::OpenError;
 use crate::layout::{Control, Geometry, ProducerEntry, ReceiverEntry};
@@ -321,17 +321,24 @@ impl Header {
 
 /// Environment variable that makes an initialiser pause (milliseconds) after writing
 /// the header and before marking it ready. For crash tests only: it lets a test kill a
-/// creator in the middle of initialisation. Read only while initialising a segment.
+/// creator in the middle of initialisation. Read only while initialising a segment, and
+/// compiled in only with the test-only `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 pub(crate) const TEST_INIT_PAUSE_VAR: &str = "SHMCHAN_TEST_INIT_PAUSE_MS";
 
+#[cfg(feature = "test-hooks")]
 fn pause_for_tests() {
     if let Some(ms) = std::env::var(TEST_INIT_PAUSE_VAR)
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
+
+/// Without the `test-hooks` feature there is no pause and no variable is read.
+#[cfg(not(feature = "test-hooks"))]
+fn pause_for_tests() {}
 
 fn family_name(code: u32) -> String {
     match code {
