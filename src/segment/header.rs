@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! ```text
-//! offset 0      Header        magic, version, state, fingerprint, offsets (< 512 B)
+//! offset 0      Header        magic, version, state, fingerprint, offsets, pid ns (< 512 B)
 //! offset 512    Control       head | data futex | space futex | membership | read (5 x 128 B)
 //! offset 1152   receivers     max_receivers x ReceiverEntry (128 B each)
 //! then          producers     max_producers x ProducerEntry (128 B each; Channel only)
@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::pid_ns::PidNamespace;
 use crate::error::OpenError;
 use crate::layout::{Control, Geometry, ProducerEntry, ReceiverEntry};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMCHAN\x01"` as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// Layout version; bumped on any incompatible change of this file's structures.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 const STATE_INITIALISING: u32 = 1;
 pub(super) const STATE_READY: u32 = 2;
@@ -57,6 +58,9 @@ pub(crate) struct Header {
     pub(super) slots_offset: AtomicU64,
     pub(super) max_producers: AtomicU64,
     pub(super) producers_offset: AtomicU64,
+    /// The creator's pid namespace (`PidNamespace`; 0 and 0 if it could not tell).
+    pub(super) pid_ns_dev: AtomicU64,
+    pub(super) pid_ns_ino: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Header>() <= CONTROL_OFFSET);
@@ -172,8 +176,19 @@ impl Header {
         self.max_producers.store(fp.max_producers.into(), r);
         self.producers_offset
             .store(layout.producers_offset as u64, r);
+        let pid_ns = PidNamespace::current();
+        self.pid_ns_dev.store(pid_ns.dev, r);
+        self.pid_ns_ino.store(pid_ns.ino, r);
         pause_for_tests();
         self.state.store(STATE_READY, Ordering::Release);
+    }
+
+    /// The creator's pid namespace as stored (untrusted; compared, never used otherwise).
+    pub(super) fn pid_namespace(&self) -> PidNamespace {
+        PidNamespace {
+            dev: self.pid_ns_dev.load(Ordering::Relaxed),
+            ino: self.pid_ns_ino.load(Ordering::Relaxed),
+        }
     }
 
     /// The stored type name, or `None` if its length is out of range or not UTF-8.

@@ -9,6 +9,7 @@
 //! | `open.rs` | opening as a participant: create, initialise, reclaim, map; removal |
 //! | `observe.rs` | read-only observation for `stats`: header reads, staleness, `rm`/`gc` |
 //! | `file.rs` | the `flock` and file helpers the two sides share |
+//! | `pid_ns.rs` | the pid namespace recorded in the header, and the check on open |
 //!
 //! # Trust
 //!
@@ -25,7 +26,9 @@ mod file;
 mod header;
 mod observe;
 mod open;
+mod pid_ns;
 
 pub(crate) use header::Fingerprint;
 pub(crate) use observe::{probe_stale, remove_unused, Observed, ObservedMap, Removal};
 pub(crate) use open::{remove, Segment};
+pub(crate) use pid_ns::check_pid_namespace;

@@ -22,6 +22,7 @@ use super::file::{io_err, is_ours_or_empty, retry_pause, same_file, try_flock};
 use super::header::{
     Check, Fingerprint, Header, Layout, CONTROL_OFFSET, MAGIC, RECEIVERS_OFFSET, STATE_READY,
 };
+use super::pid_ns::PidNamespace;
 use crate::error::OpenError;
 use crate::layout::{Control, ProducerEntry, ReceiverEntry};
 use crate::ring::RingView;
@@ -36,9 +37,11 @@ pub(crate) struct HeaderInfo {
     pub layout: Layout,
     pub created_at_ns: u64,
     pub creator_pid: u64,
+    /// The creator's pid namespace; see `pid_ns.rs`.
+    pub pid_ns: PidNamespace,
 }
 
-/// An existing segment, opened read-only to observe it (see the section comment).
+/// An existing segment, opened read-only to observe it (see the module doc).
 #[derive(Debug)]
 pub(crate) struct Observed {
     file: File,
@@ -361,6 +364,7 @@ fn read_header(file: &File, path: &Path) -> Result<HeaderInfo, OpenError> {
         layout,
         created_at_ns: header.created_at_ns.load(r),
         creator_pid: header.creator_pid.load(r),
+        pid_ns: header.pid_namespace(),
     })
 }
 

@@ -22,6 +22,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use super::file::{io_err, is_ours_or_empty, retry_pause, same_file, try_flock};
 use super::header::{Check, Fingerprint, Header, Layout, CONTROL_OFFSET, MAGIC, RECEIVERS_OFFSET};
+use super::pid_ns::check_pid_namespace;
 use crate::error::OpenError;
 use crate::layout::{Control, ProducerEntry, ReceiverEntry};
 use crate::ring::RingView;
@@ -244,6 +245,8 @@ fn map_and_validate(
     // SAFETY: see `initialise`; the mapping is `Header::SIZE` bytes.
     let header = unsafe { &*(header_map.as_ptr() as *const Header) };
     header.check(path, fp, layout)?;
+    // Liveness is judged by pid, which means nothing across pid namespaces.
+    check_pid_namespace(path, header.pid_namespace()).map_err(Check::Fail)?;
     if len < layout.total_len as u64 {
         return Err(Check::Fail(OpenError::Corrupt {
             path: path.to_owned(),

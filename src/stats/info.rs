@@ -54,6 +54,12 @@ pub struct SegmentInfo {
     pub file_len: u64,
     /// When the segment was (last) initialised.
     pub created_at: SystemTime,
-    /// The process that initialised it.
+    /// The process that initialised it (a pid in its pid namespace).
     pub creator_pid: u32,
+    /// The pid namespace of the process that initialised it: the inode number that
+    /// `readlink /proc/PID/ns/pid` shows as `pid:[N]`. `None` if it could not tell.
+    /// Every participant is in this namespace (others are refused with
+    /// [`OpenError::PidNamespace`](crate::OpenError::PidNamespace)), and only an
+    /// observer in it gets [`Stats`](crate::stats::Stats).
+    pub creator_pid_ns: Option<u64>,
 }

@@ -10,7 +10,7 @@ use super::snapshot::{RawStats, Stats};
 use super::tail::Tail;
 use crate::error::OpenError;
 use crate::options::{Family as FamilyCode, Mode, Overflow};
-use crate::segment::Observed;
+use crate::segment::{self, Observed};
 use crate::sync::Ordering;
 
 /// How long [`Observer::tail`] waits for a process that is initialising the segment.
@@ -104,6 +104,7 @@ impl Observer {
                 .checked_add(Duration::from_nanos(header.created_at_ns))
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             creator_pid: u32::try_from(header.creator_pid).unwrap_or(u32::MAX),
+            creator_pid_ns: header.pid_ns.is_known().then_some(header.pid_ns.ino),
         };
         Ok(Observer { observed, info })
     }
@@ -143,7 +144,11 @@ impl Observer {
     /// the segment is stale (one non-blocking `flock`, released at once).
     ///
     /// Fails with [`OpenError::Corrupt`] if the segment was truncated or re-created
-    /// since it was opened (open it again).
+    /// since it was opened (open it again), and with [`OpenError::PidNamespace`] if
+    /// this process is in another pid namespace than the segment's creator: the
+    /// participants' pids name other processes here, so their liveness cannot be
+    /// judged. ([`Observer::info`], [`Observer::is_stale`] and [`Observer::tail`] do
+    /// not depend on pids and work from any pid namespace.)
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -158,6 +163,7 @@ impl Observer {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> Result<Stats, OpenError> {
+        segment::check_pid_namespace(self.observed.path(), self.observed.info().pid_ns)?;
         let unicast = self.info.mode == Mode::Unicast;
         let (taken_at, raw) = self.observed.snapshot(|ctl, receivers, producers| {
             let taken_at = Instant::now();
