@@ -7,28 +7,14 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::OpenError;
-use crate::options::{self, Family, Mode, Overflow};
+use crate::options::{
+    self, Family, Mode, Overflow, DEFAULT_CAPACITY, DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_RECEIVERS,
+    DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_PRODUCERS, MAX_RECEIVERS,
+};
 use crate::receiver::Receiver;
 use crate::segment::{Fingerprint, Segment};
 use crate::sender::Sender;
 use crate::wait::Wait;
-
-/// Default number of slots.
-pub const DEFAULT_CAPACITY: usize = 4096;
-/// Default size of the receiver table.
-pub const DEFAULT_MAX_RECEIVERS: usize = 64;
-/// Largest receiver table.
-pub const MAX_RECEIVERS: usize = 1 << 16;
-/// Default size of the producer table of a `Channel`.
-pub const DEFAULT_MAX_PRODUCERS: usize = 64;
-/// Largest producer table.
-pub const MAX_PRODUCERS: usize = 1 << 12;
-/// Largest capacity.
-pub const MAX_CAPACITY: usize = 1 << 32;
-/// Default permission bits of a new segment file.
-pub const DEFAULT_PERMISSIONS: u32 = 0o600;
-/// How long an opener waits for another process that is initialising the segment.
-pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One producer, many receivers.
 ///

@@ -107,6 +107,20 @@ pub enum OpenError {
         #[source]
         source: io::Error,
     },
+    /// The segment was created by a process in another pid namespace (another
+    /// container, say). Peers judge each other's liveness by pid, and a pid means
+    /// nothing in another pid namespace, so the segment is refused rather than shared
+    /// with wrong liveness checks (live peers evicted, dead ones waited for).
+    #[error("segment {} was created in another pid namespace (pid:[{creator_ns}]; this process is in pid:[{own_ns}]): processes in different pid namespaces cannot check each other's liveness; run every process that uses the segment in one pid namespace (e.g. `docker run --pid=host`, `--pid=container:NAME`, or a pod with a shared process namespace)", path.display())]
+    PidNamespace {
+        /// The segment file.
+        path: PathBuf,
+        /// The creator's pid namespace: the inode number `readlink /proc/PID/ns/pid`
+        /// shows as `pid:[N]`.
+        creator_ns: u64,
+        /// This process's pid namespace, in the same form.
+        own_ns: u64,
+    },
 }
 
 /// Why [`Receiver::recv`](crate::Receiver::recv) returned without a record.

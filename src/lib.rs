@@ -91,15 +91,16 @@ mod wait;
 mod weaken;
 
 #[cfg(not(loom))]
-pub use builder::{
-    Builder, Channel, Route, DEFAULT_CAPACITY, DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_RECEIVERS,
-    DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_PRODUCERS, MAX_RECEIVERS,
-};
+pub use builder::{Builder, Channel, Route};
 pub use error::{
     OpenError, ReceiversTimeout, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-pub use options::{Mode, Overflow, MAX_NAME_LEN, MAX_TYPE_NAME_LEN};
+pub use options::{
+    Mode, Overflow, DEFAULT_CAPACITY, DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_RECEIVERS,
+    DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_NAME_LEN, MAX_PRODUCERS,
+    MAX_RECEIVERS, MAX_TYPE_NAME_LEN,
+};
 #[cfg(not(loom))]
 pub use receiver::{Iter, Receiver, TryIter};
 #[cfg(not(loom))]

@@ -1,6 +1,7 @@
 //! The options a segment is created with, and how they are checked.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::OpenError;
 
@@ -85,6 +86,23 @@ pub(crate) const FILE_PREFIX: &str = "shmchan.";
 
 /// Where named segments live unless `Builder::path` says otherwise.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// Default number of slots.
+pub const DEFAULT_CAPACITY: usize = 4096;
+/// Default size of the receiver table.
+pub const DEFAULT_MAX_RECEIVERS: usize = 64;
+/// Largest receiver table.
+pub const MAX_RECEIVERS: usize = 1 << 16;
+/// Default size of the producer table of a `Channel`.
+pub const DEFAULT_MAX_PRODUCERS: usize = 64;
+/// Largest producer table.
+pub const MAX_PRODUCERS: usize = 1 << 12;
+/// Largest capacity.
+pub const MAX_CAPACITY: usize = 1 << 32;
+/// Default permission bits of a new segment file.
+pub const DEFAULT_PERMISSIONS: u32 = 0o600;
+/// How long an opener waits for another process that is initialising the segment.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest segment name (the file name limit is 255 bytes, less the prefix).
 pub const MAX_NAME_LEN: usize = 200;

@@ -20,6 +20,9 @@ const CONTROL: usize = 512;
 const SENDER_CLAIM: usize = CONTROL + 3 * 128;
 const RECEIVERS: usize = 1152;
 const ENTRY_SIZE: usize = 128;
+/// The creator's pid namespace in the header: device, then inode.
+const PID_NS_DEV: usize = 256;
+const PID_NS_INO: usize = 264;
 
 fn lossless(name: &str) -> shmchan::Builder<Rec> {
     Route::<Rec>::builder(name)
@@ -563,6 +566,70 @@ fn a_reused_pid_is_not_taken_for_the_recorded_process() {
         me | (my_start_ticks() & 0xffff_ffff) << 32,
     );
     assert_eq!(_tx.receiver_count(), 1);
+}
+
+#[test]
+fn a_segment_created_in_another_pid_namespace_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let name = unique_name("pidns");
+    let _cleanup = Cleanup(name.clone());
+    // A live participant, so that the next opener validates the header instead of
+    // reclaiming the segment.
+    let _rx = lossless(&name).receiver().expect("receiver");
+    let ns = std::fs::metadata("/proc/self/ns/pid").expect("this test needs /proc");
+    let word = |offset: usize| {
+        let bytes = std::fs::read(path_of(&name)).expect("read");
+        u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
+    };
+    assert_eq!(
+        (word(PID_NS_DEV), word(PID_NS_INO)),
+        (ns.dev(), ns.ino()),
+        "the creator records its pid namespace"
+    );
+    // As if a process in another pid namespace (another container) had created it.
+    let mut map = map_raw(&name);
+    poke(&mut map, PID_NS_INO, ns.ino() + 1);
+    for r in [
+        lossless(&name).sender().err(),
+        lossless(&name).receiver().err(),
+    ] {
+        let e = r.expect("refused");
+        assert!(
+            matches!(e, OpenError::PidNamespace { creator_ns, own_ns, .. }
+                if (creator_ns, own_ns) == (ns.ino() + 1, ns.ino())),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("pid namespace") && text.contains("--pid=host"),
+            "{text}"
+        );
+    }
+    // An observer still reads the header (and says whose it is), but gives no stats:
+    // it cannot judge the liveness of pids from another namespace.
+    let observer = shmchan::stats::Observer::open(&name).expect("observe");
+    assert_eq!(observer.info().creator_pid_ns, Some(ns.ino() + 1));
+    assert!(matches!(
+        observer.stats(),
+        Err(OpenError::PidNamespace { .. })
+    ));
+    assert!(!observer.is_stale().expect("probe"));
+    // Another device is another namespace too.
+    poke(&mut map, PID_NS_INO, ns.ino());
+    poke(&mut map, PID_NS_DEV, ns.dev() + 1);
+    assert!(matches!(
+        lossless(&name).sender(),
+        Err(OpenError::PidNamespace { .. })
+    ));
+    // A creator that could not read its namespace (0) is not refused.
+    poke(&mut map, PID_NS_DEV, 0);
+    poke(&mut map, PID_NS_INO, 0);
+    let _tx = lossless(&name)
+        .sender()
+        .expect("unknown namespace accepted");
+    let observer = shmchan::stats::Observer::open(&name).expect("observe");
+    assert_eq!(observer.info().creator_pid_ns, None);
+    assert_eq!(observer.stats().expect("stats").receivers.len(), 1);
 }
 
 fn hostile_run(overflow: &str) {

@@ -7,6 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+// The tests that steer the library through test-only environment variables (a pause
+// during initialisation, a process without membarrier) need them compiled in: the
+// `test-hooks` feature, which the self dev-dependency in Cargo.toml enables.
+const _: () = assert!(
+    cfg!(feature = "test-hooks"),
+    "build the tests with the `test-hooks` feature (the dev-dependency on shmchan enables it)"
+);
+
 /// Environment variable naming the role a re-executed test binary plays.
 pub const ROLE_VAR: &str = "SHMCHAN_TEST_ROLE";
 
