@@ -38,7 +38,15 @@ pub struct FutexPair {
     pub seq: AtomicU32,
     /// Number of registered sleepers.
     pub waiters: AtomicU32,
+    /// Wake calls that woke nobody: every so many, the notifier looks for sleepers that
+    /// died registered (`ring/table.rs`, `sweep_parked`).
+    pub futile: AtomicU32,
 }
+
+/// Tag of a participant's `parked` word: registered on `data` (waiting for records).
+pub const PARKED_DATA: u64 = 1;
+/// Tag of a participant's `parked` word: registered on `space` (waiting for room).
+pub const PARKED_SPACE: u64 = 2;
 
 /// Who is attached: the sender claim and the receivers' join counter.
 #[repr(C)]
@@ -61,6 +69,10 @@ pub struct Membership {
     pub dead_claims: AtomicU64,
     /// Unicast: records a receiver claimed and died with, delivered to another one.
     pub rescued: AtomicU64,
+    /// Which futex pair the `Route` sender is registered on while it sleeps
+    /// ([`PARKED_DATA`], [`PARKED_SPACE`], 0 when awake): lets whoever takes over from
+    /// a sender that died asleep take its registration back.
+    pub sender_parked: AtomicU64,
 }
 
 /// One entry of the receiver table, on its own 128 bytes (two cache lines, like
@@ -78,6 +90,10 @@ pub struct ReceiverEntry {
     /// Unicast: `seq + 1` of the record this receiver has claimed and is copying, 0
     /// when none. Lets another receiver deliver it if this one dies.
     pub claim: AtomicU64,
+    /// Which futex pair this receiver is registered on while it sleeps
+    /// ([`PARKED_DATA`], 0 when awake): lets whoever evicts it take the registration
+    /// back, so a receiver killed asleep does not leave the waiter count high.
+    pub parked: AtomicU64,
 }
 
 /// One entry of the producer table of a `Channel`, on its own 128 bytes.
@@ -92,6 +108,9 @@ pub struct ProducerEntry {
     pub claim: AtomicU64,
     /// Records this producer published.
     pub records: AtomicU64,
+    /// Which futex pair this producer is registered on while it sleeps
+    /// ([`PARKED_DATA`], [`PARKED_SPACE`], 0 when awake), as for receivers.
+    pub parked: AtomicU64,
 }
 
 /// The geometry of the slot array, computed from the record type and the capacity,

@@ -44,7 +44,7 @@ pub enum Overflow {
     Block,
 }
 
-/// The two families of the brief: one producer or many.
+/// The two families: one producer (`Route`) or many (`Channel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
     /// `Route<T>`: exactly one producer.

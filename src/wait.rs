@@ -31,8 +31,17 @@
 //! *Bounded sleeps.* Every sleep is capped by a tick, after which the waiter runs an
 //! idle check (is the peer still alive?), so a peer that died without waking us, or a
 //! hostile process that zeroed `waiters`, costs at most one tick of latency, never a hang.
-//! A waiter that dies while registered leaves `waiters` too high; the notifier then makes
-//! unneeded wake calls, which costs time but never correctness.
+//!
+//! *Sleepers that die.* A waiter killed while registered would leave `waiters` too high
+//! for the segment's life, and every later notify would make a system call. So a waiter
+//! with a table entry also stores, while registered, which pair it is on in its entry's
+//! `parked` word (`layout.rs`). Whoever frees a dead participant's entry (eviction,
+//! reaping, taking over the `Route` sender claim; `ring/table.rs`) takes its
+//! registration back with [`take_back`], and a notifier whose wake calls keep finding
+//! nobody asleep sweeps the table for such entries every `SWEEP_EVERY` futile calls.
+//! The tag is stored after the count is incremented and cleared before it is
+//! decremented, so a process killed between the two steps leaves the count one too
+//! high (a wake too many), never too low (a wake missed).
 //!
 //! The futex is the shared (not `FUTEX_PRIVATE_FLAG`) kind: the word lives in memory
 //! mapped by several processes, and the kernel keys it by the underlying page.
@@ -40,7 +49,8 @@
 use std::time::{Duration, Instant};
 
 use crate::barrier;
-use crate::sync::{spin_hint, AtomicU32, Ordering};
+use crate::layout::{FutexPair, PARKED_DATA, PARKED_SPACE};
+use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
 use crate::weaken::heavy_fence;
 
 /// How a blocked `send` or `recv` waits for the other side.
@@ -81,28 +91,103 @@ pub struct Parker<'a> {
     pub seq: &'a AtomicU32,
     /// Number of processes asleep (or about to sleep) on `seq`.
     pub waiters: &'a AtomicU32,
+    /// Wake calls that woke nobody (see [`Parker::wake_if_parked`]).
+    pub futile: &'a AtomicU32,
+    /// The waiter's own `parked` word in its table entry, and the tag that names this
+    /// pair there (`layout.rs`): while registered, the waiter stores the tag in it, so
+    /// that a peer that finds the waiter dead can take its registration back. `None`
+    /// for a waiter with no entry (tests).
+    pub mine: Option<(&'a AtomicU64, u64)>,
 }
 
-impl Parker<'_> {
+/// How many futile wake calls (a registered waiter count, nobody asleep) between two
+/// looks for sleepers that died registered.
+const SWEEP_EVERY: u32 = 1024;
+
+impl<'a> Parker<'a> {
+    /// The parker of `pair`, for a waiter without a table entry.
+    pub fn new(pair: &'a FutexPair) -> Parker<'a> {
+        Parker {
+            seq: &pair.seq,
+            waiters: &pair.waiters,
+            futile: &pair.futile,
+            mine: None,
+        }
+    }
+
+    /// The same pair, registered through the waiter's own `parked` word with `tag`.
+    pub fn registered(self, parked: &'a AtomicU64, tag: u64) -> Parker<'a> {
+        Parker {
+            mine: Some((parked, tag)),
+            ..self
+        }
+    }
+
     /// The notifier's half, to be called after the progress store and a light fence
     /// or `fence(SeqCst)` (the caller's `F_n`, shared with other checks). `Relaxed`
     /// loads: the fence, with the waiter's heavy one, orders them after the progress
     /// store.
+    ///
+    /// Returns `true` once every [`SWEEP_EVERY`] wake calls that found nobody asleep:
+    /// a waiter count that stays high while nobody sleeps is the mark of a sleeper that
+    /// died registered, and the caller should then sweep the table
+    /// (`ring/table.rs`, `sweep_parked`).
     #[inline]
-    pub fn wake_if_parked(&self) {
-        if self.waiters.load(Ordering::Relaxed) > 0 {
-            self.wake();
-        }
+    pub fn wake_if_parked(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) > 0 && self.wake()
     }
 
     /// Bumps the futex word and wakes every sleeper. The `Release` bump pairs with the
     /// waiter's `Acquire` load of `seq`: a waiter that reads the new value sees the
-    /// progress made before it.
+    /// progress made before it. Returns whether a sweep is due (see `wake_if_parked`).
     #[cold]
-    pub fn wake(&self) {
+    pub fn wake(&self) -> bool {
         self.seq.fetch_add(1, Ordering::Release);
-        futex::wake_all(self.seq);
+        if futex::wake_all(self.seq) > 0 {
+            return false;
+        }
+        // `Relaxed`: a statistic that only paces the sweeps.
+        self.futile.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
     }
+
+    /// Registers as a sleeper: the count first, then the entry's tag (a process killed
+    /// between the two leaves the count one too high, never too low: a wake too many,
+    /// never one missed).
+    fn register(&self) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        if let Some((parked, tag)) = self.mine {
+            // `Relaxed`: read back only by this process or, after it died, by the
+            // peer's RMW in `take_back`.
+            parked.store(tag, Ordering::Relaxed);
+        }
+    }
+
+    /// Unregisters, unless a peer that judged this process dead already did it for us
+    /// (it cleared the tag).
+    fn unregister(&self) {
+        let ours = self
+            .mine
+            .is_none_or(|(parked, tag)| parked.swap(0, Ordering::Relaxed) == tag);
+        if ours {
+            decrement(self.waiters);
+        }
+    }
+}
+
+/// Takes back the registration of a sleeper that died (or was judged dead) while
+/// registered with its `parked` word: clears the tag and decrements the count it names.
+pub(crate) fn take_back(parked: &AtomicU64, data: &AtomicU32, space: &AtomicU32) {
+    match parked.swap(0, Ordering::Relaxed) {
+        PARKED_DATA => decrement(data),
+        PARKED_SPACE => decrement(space),
+        _ => {}
+    }
+}
+
+/// Decrements a waiter count, never below zero (a peer may have scribbled on it).
+fn decrement(waiters: &AtomicU32) {
+    // `Relaxed`: the count is ordered by the fences of the protocol (module doc).
+    let _ = waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 /// Waits until `poll` returns `Some`, following `strategy`, until `deadline`.
@@ -158,11 +243,11 @@ pub fn wait_for<R>(
         }
         // Park. See the module doc for why this cannot miss a wake-up.
         let v = parker.seq.load(Ordering::Acquire);
-        parker.waiters.fetch_add(1, Ordering::Relaxed);
+        parker.register();
         // F_w: the heavy fence, paired with the notifiers' light ones (barrier.rs).
         let covered = heavy_fence!("f_w");
         if let Some(r) = poll(false) {
-            parker.waiters.fetch_sub(1, Ordering::Relaxed);
+            parker.unregister();
             return Some(r);
         }
         let mut wake_at = deadline.map_or(next_idle, |d| d.min(next_idle));
@@ -171,7 +256,7 @@ pub fn wait_for<R>(
             wake_at = wake_at.min(now + barrier::DEGRADED_TICK);
         }
         futex::wait(parker.seq, v, wake_at.saturating_duration_since(now));
-        parker.waiters.fetch_sub(1, Ordering::Relaxed);
+        parker.unregister();
         if let Some(r) = poll(false) {
             return Some(r);
         }
@@ -207,11 +292,12 @@ mod futex {
         }
     }
 
-    /// Wakes every process sleeping on `word`.
-    pub(super) fn wake_all(word: &AtomicU32) {
+    /// Wakes every process sleeping on `word`. Returns how many it woke (an error
+    /// counts as one: never mistaken for "nobody there").
+    pub(super) fn wake_all(word: &AtomicU32) -> u32 {
         // SAFETY: `word` is a valid, aligned `u32`; FUTEX_WAKE does not access memory
         // through the other arguments.
-        unsafe {
+        let woken = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.as_ptr(),
@@ -220,8 +306,9 @@ mod futex {
                 std::ptr::null::<libc::timespec>(),
                 std::ptr::null::<u32>(),
                 0u32,
-            );
-        }
+            )
+        };
+        u32::try_from(woken).unwrap_or(1)
     }
 }
 
@@ -277,12 +364,14 @@ mod futex {
         }
     }
 
-    /// Wakes every thread sleeping on `word`.
-    pub(super) fn wake_all(word: &AtomicU32) {
+    /// Wakes every thread sleeping on `word`. Reports one woken: the model does not
+    /// count sleepers, and the sweeps that a futile wake paces are not modelled.
+    pub(super) fn wake_all(word: &AtomicU32) -> u32 {
         let table = &*TABLE;
         let mut wakes = table.wakes.lock().expect("futex table");
         *wakes_of(&mut wakes, word) += 1;
         table.woken.notify_all();
+        1
     }
 }
 
@@ -294,12 +383,9 @@ mod tests {
 
     #[test]
     fn times_out_when_nothing_happens() {
-        let seq = AtomicU32::new(0);
-        let waiters = AtomicU32::new(0);
-        let parker = Parker {
-            seq: &seq,
-            waiters: &waiters,
-        };
+        let pair = FutexPair::default();
+        let parker = Parker::new(&pair);
+        let waiters = &pair.waiters;
         for strategy in [Wait::Spin, Wait::Adaptive, Wait::Block] {
             let deadline = Instant::now() + Duration::from_millis(20);
             let r: Option<()> = wait_for(strategy, Some(deadline), parker, |_| None);
@@ -313,36 +399,27 @@ mod tests {
     fn a_parked_waiter_is_woken() {
         struct Shared {
             flag: AtomicU32,
-            seq: AtomicU32,
-            waiters: AtomicU32,
+            pair: FutexPair,
         }
         let shared = Arc::new(Shared {
             flag: AtomicU32::new(0),
-            seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            pair: FutexPair::default(),
         });
         let s2 = Arc::clone(&shared);
         let waiter = std::thread::spawn(move || {
-            let parker = Parker {
-                seq: &s2.seq,
-                waiters: &s2.waiters,
-            };
+            let parker = Parker::new(&s2.pair);
             let deadline = Instant::now() + Duration::from_secs(30);
             wait_for(Wait::Block, Some(deadline), parker, |_| {
                 (s2.flag.load(Ordering::Acquire) == 1).then_some(())
             })
         });
         // Wait until the waiter is registered, then make progress and notify.
-        while shared.waiters.load(Ordering::Relaxed) == 0 {
+        while shared.pair.waiters.load(Ordering::Relaxed) == 0 {
             std::thread::yield_now();
         }
         shared.flag.store(1, Ordering::Release);
         fence(Ordering::SeqCst);
-        Parker {
-            seq: &shared.seq,
-            waiters: &shared.waiters,
-        }
-        .wake_if_parked();
+        Parker::new(&shared.pair).wake_if_parked();
         assert_eq!(waiter.join().expect("waiter"), Some(()));
     }
 }

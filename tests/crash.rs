@@ -228,6 +228,15 @@ fn child() {
             }
             println!("SENDER sent={sent} errors={errors}");
         }
+        // Sleeps in `recv` on an Overwrite segment until killed.
+        "sleeping-receiver" => {
+            let mut rx = Route::<Rec>::builder(&name)
+                .wait(Wait::Block)
+                .receiver()
+                .expect("open receiver");
+            println!("READY");
+            let _ = rx.recv();
+        }
         "hostile-receiver" => {
             let (builder, duration) = (|| hostile_builder(&name), hostile_duration());
             let mut rx = builder().receiver().expect("open receiver");
@@ -737,4 +746,79 @@ fn a_segment_larger_than_its_file_system_fails_at_creation() {
         !path_of(&name).exists(),
         "no half-made segment is left behind"
     );
+}
+
+/// Waits (bounded) until `pred` holds for the segment's stats, sending a record
+/// between looks if `tx` is given. Returns whether it held in time.
+fn stats_until(
+    name: &str,
+    mut tx: Option<&mut shmchan::Sender<Rec>>,
+    pred: impl Fn(&shmchan::stats::Stats) -> bool,
+) -> bool {
+    let observer = shmchan::stats::Observer::open(name).expect("observer");
+    let deadline = Instant::now() + SHORT;
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        if pred(&observer.stats().expect("stats")) {
+            return true;
+        }
+        match tx.as_deref_mut() {
+            Some(tx) => {
+                for _ in 0..256 {
+                    tx.send(Rec::new(seq)).expect("send");
+                    seq += 1;
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    false
+}
+
+/// A receiver SIGKILLed while asleep in `recv` leaves its registration in the data
+/// waiter count; every later send would then make a futex system call for nobody. The
+/// producer's wake calls that find nobody asleep lead it to the dead entry, which is
+/// evicted and its registration taken back.
+#[test]
+fn a_receiver_killed_asleep_does_not_leave_the_waiter_count_high() {
+    let name = unique_name("parked");
+    let _cleanup = Cleanup(name.clone());
+    let mut tx = Route::<Rec>::sender(&name).expect("sender");
+    let mut sleeper = spawn(ENTRY, "sleeping-receiver", &[("NAME", name.clone())]);
+    sleeper.expect_line("READY", SHORT);
+    assert!(
+        stats_until(&name, None, |s| s.data_waiters == 1),
+        "the receiver never went to sleep"
+    );
+    sleeper.kill9();
+    assert!(
+        stats_until(&name, Some(&mut tx), |s| s.data_waiters == 0
+            && s.receivers.is_empty()),
+        "the dead sleeper's registration stayed"
+    );
+}
+
+/// A loan published after its sender lost its role (a peer overwrote the sender
+/// claim) is refused with the record given back, and so is every later send.
+#[test]
+fn a_loan_published_after_the_sender_lost_its_role_gives_the_record_back() {
+    let name = unique_name("lostrole");
+    let _cleanup = Cleanup(name.clone());
+    let mut tx = Route::<Rec>::sender(&name).expect("sender");
+    let mut rx = Route::<Rec>::receiver(&name).expect("receiver");
+    let mut slot = tx.loan().expect("loan");
+    *slot = Rec::new(7);
+    let mut map = map_raw(&name);
+    poke(&mut map, SENDER_CLAIM, 12345);
+    match slot.publish() {
+        Err(e) => {
+            assert!(e.is_evicted());
+            assert_eq!(e.into_inner(), Rec::new(7), "the record comes back");
+        }
+        Ok(()) => panic!("published without the sender role"),
+    }
+    assert!(tx.send(Rec::new(8)).is_err_and(|e| e.is_evicted()));
+    assert!(tx.loan().is_err());
+    assert!(rx.try_recv().is_err(), "nothing was published");
+    poke(&mut map, SENDER_CLAIM, 0);
 }

@@ -76,10 +76,11 @@
 use bytemuck::Pod;
 
 use super::seqlock::copy_if_intact;
-use super::table::claim_free;
+use super::table::{claim_free, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_done, stamp_settled, ReceiverEntry};
-use crate::sync::{fence, Ordering};
+use crate::process::ProcLiveness;
+use crate::sync::{fence, AtomicU64, Ordering};
 use crate::weaken::{heavy_fence, light_fence, seqcst_fence, weaken};
 
 /// What a receiver's non-blocking read found.
@@ -142,6 +143,11 @@ impl Consumer {
 
     fn entry<'a>(&self, view: &RingView<'a>) -> &'a ReceiverEntry {
         &view.receivers[self.index]
+    }
+
+    /// This receiver's `parked` word, for registering as a sleeper (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+        &self.entry(view).parked
     }
 
     /// Whether the entry was taken from this receiver (its process was judged dead,
@@ -230,7 +236,9 @@ impl Consumer {
             // F_a: pairs with the producer's heavy F_w when it parks on `space`
             // (wait.rs), so it is light (barrier.rs).
             light_fence!("f_a");
-            view.space_parker().wake_if_parked();
+            if view.space_parker().wake_if_parked() {
+                sweep_parked(view, &ProcLiveness);
+            }
         }
     }
 

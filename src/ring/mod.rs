@@ -61,18 +61,12 @@ pub struct RingView<'a> {
 impl<'a> RingView<'a> {
     /// Where receivers sleep while the ring is empty.
     pub fn data_parker(&self) -> Parker<'a> {
-        Parker {
-            seq: &self.ctl.data.seq,
-            waiters: &self.ctl.data.waiters,
-        }
+        Parker::new(&self.ctl.data)
     }
 
     /// Where a lossless producer sleeps while the ring is full.
     pub fn space_parker(&self) -> Parker<'a> {
-        Parker {
-            seq: &self.ctl.space.seq,
-            waiters: &self.ctl.space.waiters,
-        }
+        Parker::new(&self.ctl.space)
     }
 }
 

@@ -74,11 +74,11 @@
 //!    never published.
 
 use super::gate::{gate_limit, slot_free, Gate};
-use super::table::{claim_alive, claim_free};
+use super::table::{claim_alive, claim_free, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
-use crate::process::Liveness;
-use crate::sync::{fence, spin_hint, Ordering};
+use crate::process::{Liveness, ProcLiveness};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 use crate::weaken::{light_fence, ordering, weaken};
 
 /// How often `begin` re-reads a slot that a lap-older writer holds before it reports
@@ -286,8 +286,15 @@ impl Shared {
         }
         // F_p: light; pairs with the receivers' heavy F_w (park).
         light_fence!("mp_fp");
-        view.data_parker().wake_if_parked();
+        if view.data_parker().wake_if_parked() {
+            sweep_parked(view, &ProcLiveness);
+        }
         published
+    }
+
+    /// This producer's `parked` word, for registering as a sleeper (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+        &self.entry(view).parked
     }
 
     /// The table changed (an eviction): rescan before the next claim.

@@ -24,7 +24,7 @@ use super::single::Single;
 use super::table::{claim_sender, evict_blocking, reap_dead_producers, release_sender};
 use super::RingView;
 use crate::process::Liveness;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// A producer of either family.
 #[derive(Debug)]
@@ -195,6 +195,14 @@ impl Producer {
                     }
                 }
             }
+        }
+    }
+
+    /// This producer's `parked` word, for registering as a sleeper (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+        match self {
+            Producer::Single(_) => &view.ctl.membership.sender_parked,
+            Producer::Shared { producer, .. } => producer.parked(view),
         }
     }
 

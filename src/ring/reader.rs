@@ -11,6 +11,7 @@ use super::unicast::Worker;
 use super::RingView;
 use crate::error::TryRecvError;
 use crate::process::Liveness;
+use crate::sync::AtomicU64;
 
 /// A receiver of either mode.
 #[derive(Debug)]
@@ -71,6 +72,14 @@ impl Reader {
         match self {
             Reader::Broadcast(_) => None,
             Reader::Unicast(w) => w.rescue::<T>(view, liveness),
+        }
+    }
+
+    /// This receiver's `parked` word, for registering as a sleeper (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+        match self {
+            Reader::Broadcast(c) => c.parked(view),
+            Reader::Unicast(w) => w.parked(view),
         }
     }
 

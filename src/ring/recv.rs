@@ -30,6 +30,7 @@ use super::reader::Reader;
 use super::table::{reap_dead_producers, reap_sender, senders_present};
 use super::RingView;
 use crate::error::{RecvTimeoutError, TryRecvError};
+use crate::layout::PARKED_DATA;
 use crate::process::Liveness;
 use crate::sync::Ordering;
 use crate::wait::{wait_for, Wait};
@@ -139,7 +140,10 @@ pub fn recv<T: Pod>(
     deadline: Option<Instant>,
     liveness: &impl Liveness,
 ) -> Result<T, RecvTimeoutError> {
-    wait_for(strategy, deadline, view.data_parker(), |idle| {
+    let parker = view
+        .data_parker()
+        .registered(reader.parked(view), PARKED_DATA);
+    wait_for(strategy, deadline, parker, |idle| {
         match poll::<T>(view, reader, state, idle, liveness) {
             Ok(value) => Some(Ok(value)),
             Err(TryRecvError::Empty) => None,

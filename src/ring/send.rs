@@ -14,6 +14,7 @@ use bytemuck::Pod;
 
 use super::producer::{Begin, Producer};
 use super::RingView;
+use crate::layout::{PARKED_DATA, PARKED_SPACE};
 use crate::process::Liveness;
 use crate::wait::{wait_for, Wait};
 
@@ -120,7 +121,8 @@ fn reserve(
     if !p.holds_role(view) {
         return Err(SendFail::Evicted);
     }
-    wait_for(strategy, deadline, view.space_parker(), |idle| {
+    let parker = view.space_parker().registered(p.parked(view), PARKED_SPACE);
+    wait_for(strategy, deadline, parker, |idle| {
         if idle {
             if !p.holds_role(view) {
                 return Some(Err(SendFail::Evicted));
@@ -144,9 +146,9 @@ fn wait_to_begin(
     liveness: &impl Liveness,
 ) -> Result<Begin, SendFail> {
     let parker = if awaited == Begin::Busy {
-        view.data_parker()
+        view.data_parker().registered(p.parked(view), PARKED_DATA)
     } else {
-        view.space_parker()
+        view.space_parker().registered(p.parked(view), PARKED_SPACE)
     };
     wait_for(strategy, deadline, parker, |idle| {
         if idle {

@@ -33,10 +33,10 @@
 //! `busy` is simply rewritten.
 
 use super::gate::{slot_free, Gate};
-use super::table::evict_blocking;
+use super::table::{evict_blocking, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, Stamp};
-use crate::process::Liveness;
+use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{fence, Ordering};
 use crate::weaken::{light_fence, ordering, weaken};
 
@@ -142,6 +142,8 @@ impl Single {
         if view.lossless && !view.unicast {
             self.gate.note_joins(view);
         }
-        view.data_parker().wake_if_parked();
+        if view.data_parker().wake_if_parked() {
+            sweep_parked(view, &ProcLiveness);
+        }
     }
 }

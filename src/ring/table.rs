@@ -16,11 +16,19 @@
 //! receivers once a liveness tick, or by a joining producer when the table is full),
 //! and the `Route` sender claim is taken over by the next sender. A live participant
 //! that finds its owner word changed has lost its role (`Evicted`).
+//!
+//! Whoever frees a dead participant's entry also takes back its registration as a
+//! sleeper, if it died asleep (`parked`, `wait.rs`, "Sleepers that die"), so that the
+//! waiter counts do not stay high and make every later notify a system call. A
+//! notifier whose wake calls keep finding nobody asleep runs [`sweep_parked`], which
+//! frees the entries of participants that died registered even where nothing else
+//! would look (an `Overwrite` producer never evicts anyone).
 
 use super::RingView;
 use crate::layout::ReceiverEntry;
 use crate::process::Liveness;
 use crate::sync::{fence, AtomicU64, Ordering};
+use crate::wait::take_back;
 
 /// Takes the first free entry of a table (receivers or producers) for `owner`: CAS of
 /// its owner word from 0. Returns its index, or `None` if every entry is held.
@@ -48,12 +56,40 @@ pub fn evict(view: &RingView<'_>, entry: &ReceiverEntry, owner: u64) -> bool {
         .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok();
     if evicted {
+        take_back_sleeper(view, &entry.parked);
         view.ctl
             .membership
             .evictions
             .fetch_add(1, Ordering::Relaxed);
     }
     evicted
+}
+
+/// The registration as a sleeper of a participant whose entry was just freed.
+fn take_back_sleeper(view: &RingView<'_>, parked: &AtomicU64) {
+    take_back(parked, &view.ctl.data.waiters, &view.ctl.space.waiters);
+}
+
+/// Frees the entries of participants that died while registered as sleepers (see the
+/// module doc). Called by a notifier every so many wake calls that woke nobody.
+#[cold]
+pub fn sweep_parked(view: &RingView<'_>, liveness: &impl Liveness) {
+    for entry in view.receivers {
+        let owner = entry.owner.load(Ordering::Acquire);
+        if owner != 0 && entry.parked.load(Ordering::Relaxed) != 0 && !liveness.is_alive(owner) {
+            evict(view, entry, owner);
+        }
+    }
+    if view
+        .producers
+        .iter()
+        .any(|p| p.parked.load(Ordering::Relaxed) != 0)
+    {
+        reap_dead_producers(view, liveness);
+    }
+    if view.ctl.membership.sender_parked.load(Ordering::Relaxed) != 0 {
+        reap_sender(view, liveness);
+    }
 }
 
 /// Lossless broadcast, while a producer is blocked before writing `next`: evicts the
@@ -111,6 +147,10 @@ pub fn claim_sender(view: &RingView<'_>, owner: u64, liveness: &impl Liveness) -
             Err(holder) => current = holder,
         }
     }
+    if current != 0 {
+        // Taken over from a dead sender, which may have died asleep.
+        take_back_sleeper(view, &view.ctl.membership.sender_parked);
+    }
     view.ctl
         .membership
         .sender_attaches
@@ -136,11 +176,15 @@ pub fn release_sender(view: &RingView<'_>, owner: u64) {
 pub fn reap_sender(view: &RingView<'_>, liveness: &impl Liveness) -> bool {
     let sender = &view.ctl.membership.sender;
     let owner = sender.load(Ordering::Acquire);
-    owner != 0
+    let reaped = owner != 0
         && !liveness.is_alive(owner)
         && sender
             .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+    if reaped {
+        take_back_sleeper(view, &view.ctl.membership.sender_parked);
+    }
+    reaped
 }
 
 /// Frees the entries of `Channel` producers whose process died. Returns how many.
@@ -155,6 +199,7 @@ pub fn reap_dead_producers(view: &RingView<'_>, liveness: &impl Liveness) -> usi
                 .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
+            take_back_sleeper(view, &entry.parked);
             view.ctl
                 .membership
                 .producers

@@ -36,11 +36,11 @@
 use bytemuck::Pod;
 
 use super::seqlock::load_words;
-use super::table::claim_free;
+use super::table::{claim_free, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_done, stamp_settled, ReceiverEntry};
-use crate::process::Liveness;
-use crate::sync::Ordering;
+use crate::process::{Liveness, ProcLiveness};
+use crate::sync::{AtomicU64, Ordering};
 use crate::weaken::{light_fence, ordering};
 
 /// A unicast receiver's private state.
@@ -65,6 +65,11 @@ impl Worker {
 
     fn entry<'a>(&self, view: &RingView<'a>) -> &'a ReceiverEntry {
         &view.receivers[self.index]
+    }
+
+    /// This receiver's `parked` word, for registering as a sleeper (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+        &self.entry(view).parked
     }
 
     /// Whether the entry was taken from this receiver.
@@ -191,6 +196,8 @@ fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64) -> bool {
     // F_s, light: pairs with the producer's heavy F_w when it parks on `space`
     // (wait.rs, barrier.rs).
     light_fence!("uc_fs");
-    view.space_parker().wake_if_parked();
+    if view.space_parker().wake_if_parked() {
+        sweep_parked(view, &ProcLiveness);
+    }
     ours
 }

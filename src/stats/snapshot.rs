@@ -46,6 +46,12 @@ pub struct Stats {
     pub dead_claims: u64,
     /// Unicast: records a receiver took and died with, delivered to another receiver.
     pub rescued: u64,
+    /// Processes registered as asleep waiting for records (receivers, and `Channel`
+    /// producers waiting for a slower writer). A participant killed asleep is taken
+    /// off this count when its entry is freed.
+    pub data_waiters: u32,
+    /// Processes registered as asleep waiting for room (lossless producers).
+    pub space_waiters: u32,
 }
 
 /// One producer of a segment.
@@ -153,6 +159,8 @@ pub(super) struct RawStats {
     evictions: u64,
     dead_claims: u64,
     rescued: u64,
+    data_waiters: u32,
+    space_waiters: u32,
     /// (index, owner, cursor, lagged) of the held receiver entries.
     receivers: Vec<(usize, u64, u64, u64)>,
     /// (index, owner, records) of the held producer entries.
@@ -177,6 +185,8 @@ impl RawStats {
             evictions: membership.evictions.load(r),
             dead_claims: membership.dead_claims.load(r),
             rescued: membership.rescued.load(r),
+            data_waiters: ctl.data.waiters.load(r),
+            space_waiters: ctl.space.waiters.load(r),
             receivers: receivers
                 .iter()
                 .enumerate()
@@ -248,6 +258,8 @@ impl RawStats {
             evictions: self.evictions,
             dead_claims: self.dead_claims,
             rescued: self.rescued,
+            data_waiters: self.data_waiters,
+            space_waiters: self.space_waiters,
         }
     }
 }
