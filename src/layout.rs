@@ -3,7 +3,7 @@
 //! [`Control`] and [`ReceiverEntry`] are `#[repr(C)]` and made only of atomics, so a
 //! normal build overlays them on the mapped segment, and a loom build allocates them on
 //! the heap with loom's atomics. The segment header (magic, fingerprint) is not here: it
-//! is the segment's business (`segment.rs`), and the ring algorithms never read it.
+//! is the segment's business (`segment/`), and the ring algorithms never read it.
 
 use crossbeam_utils::CachePadded;
 

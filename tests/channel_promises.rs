@@ -11,15 +11,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{role, unique_name, var, Cleanup, Rec, ROLE_VAR};
+use common::{role, spawn_entry, unique_name, var, Cleanup, Peer, Rec, Rng};
 use shmchan::{Channel, Mode, Overflow, RecvTimeoutError, SendTimeoutError, Wait};
 
 /// The test that re-executed children run (see [`child_process_entry`]).
@@ -59,105 +58,10 @@ fn mode_named(mode: &str) -> Mode {
 // ---------------------------------------------------------------------------------
 // Child processes
 
-/// A child process (this test binary running [`ENTRY`] in a role), killed and reaped
-/// when dropped so a failing test leaves no process behind.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    role: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts this test binary as a child running [`ENTRY`] in `role`, with `vars` in its
-/// environment; its stdout is read line by line.
-fn spawn(role: &str, vars: &[(&str, String)]) -> Proc {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", ENTRY, "--nocapture", "--test-threads", "1"])
-        .env(ROLE_VAR, role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn child");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Proc {
-        child,
-        lines: rx,
-        role: role.to_owned(),
-    }
-}
-
-impl Proc {
-    /// Waits for a line containing `marker` and returns it from `marker` on; panics
-    /// after `timeout`.
-    fn expect_line(&mut self, marker: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(at) = line.find(marker) {
-                        return line[at..].to_owned();
-                    }
-                }
-                Err(_) => panic!("{}: no line with {marker:?} within {timeout:?}", self.role),
-            }
-        }
-    }
-
-    /// Every line the child prints until its stdout closes: `Ok` if it closed within
-    /// `timeout`, else `Err` with what it printed so far (the child is still running).
-    fn lines_until_eof(&mut self, timeout: Duration) -> Result<Vec<String>, Vec<String>> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => lines.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(lines),
-                Err(mpsc::RecvTimeoutError::Timeout) => return Err(lines),
-            }
-        }
-    }
-
-    /// SIGKILLs the child and reaps it.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits (at most `timeout`) for the child to exit successfully.
-    fn expect_success(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "{} exited with {status}", self.role);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}",
-                self.role
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
+/// environment.
+fn spawn(role: &str, vars: &[(&str, String)]) -> Peer {
+    spawn_entry(ENTRY, false, role, vars)
 }
 
 /// The last `n` lines, for a failure message.
@@ -171,7 +75,7 @@ fn last_lines(lines: &[String], n: usize) -> String {
 fn run_scenario(role: &str, vars: &[(&str, String)], timeout: Duration) -> String {
     let started = Instant::now();
     let mut child = spawn(role, vars);
-    let lines = match child.lines_until_eof(timeout) {
+    let lines = match child.try_lines_until_eof(timeout) {
         Ok(lines) => lines,
         Err(lines) => {
             child.kill9();
@@ -632,28 +536,6 @@ fn crash_producer(name: &str) {
     println!("SENT {i}");
 }
 
-/// A small deterministic generator; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_time() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-        eprintln!("random seed {seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// What one receiver thread of a crash test got: each producer's record numbers in
 /// the order received, or why it stopped early.
 type Received = Result<HashMap<u64, Vec<u64>>, String>;
@@ -709,7 +591,7 @@ fn crash_run(mode: &str) -> (Vec<u64>, Vec<HashMap<u64, Vec<u64>>>) {
         }
         v
     };
-    let mut survivors: Vec<Proc> = (0..CRASH_SURVIVORS)
+    let mut survivors: Vec<Peer> = (0..CRASH_SURVIVORS)
         .map(|p| spawn("producer", &producer_vars(p, true)))
         .collect();
     let mut next_victim = CRASH_SURVIVORS;
@@ -719,7 +601,7 @@ fn crash_run(mode: &str) -> (Vec<u64>, Vec<HashMap<u64, Vec<u64>>>) {
         v.expect_line("SENDING", SHORT);
         v
     };
-    let mut victims: Vec<Proc> = (0..CRASH_VICTIMS).map(|_| new_victim()).collect();
+    let mut victims: Vec<Peer> = (0..CRASH_VICTIMS).map(|_| new_victim()).collect();
     let mut rng = Rng::from_time();
     let started = Instant::now();
     for _ in 0..CRASH_KILLS {

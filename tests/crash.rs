@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{role, spawn, unique_name, var, Cleanup, Rec};
+use common::{role, spawn, unique_name, var, Cleanup, Rec, Rng};
 use memmap2::MmapMut;
 use shmchan::{Mode, OpenError, Overflow, RecvTimeoutError, Route, SendTimeoutError, Wait};
 
@@ -34,32 +34,6 @@ fn lossless(name: &str) -> shmchan::Builder<Rec> {
 
 fn path_of(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/shmchan.{name}"))
-}
-
-/// A small deterministic generator; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_time() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-        eprintln!("random seed {seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The segment of the hostile-peer test, as its children open it (OVERFLOW).

@@ -51,7 +51,10 @@
 //! the slot, the newer one waits for it (`Begin::Busy`: the send loop sleeps on `data`,
 //! where the older writer's commit wakes it), unless that producer is dead, in which
 //! case it takes the slot over: two live writers never write one slot at once, so a
-//! published record is never a mix of two. The wait honours the caller's deadline.
+//! published record is never a mix of two. The wait honours the caller's deadline: a
+//! claim given up on (a deadline, or `try_send`) stays *pending* in the producer and
+//! the producer's next record takes it (`producer.rs`); a producer that leaves with a
+//! pending claim withdraws its intent, and receivers skip the number (two ticks).
 //!
 //! # Dead claims
 //!

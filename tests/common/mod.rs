@@ -73,19 +73,22 @@ impl Drop for Peer {
 /// Runs the `#[ignore]`d test `entry` of this test binary in a child process, with
 /// `role` and `vars` in its environment.
 pub fn spawn(entry: &str, role: &str, vars: &[(&str, String)]) -> Peer {
+    spawn_entry(entry, true, role, vars)
+}
+
+/// Runs the test `entry` of this test binary (`ignored`: an `#[ignore]`d one) in a
+/// child process, with `role` and `vars` in its environment; its stdout is read line
+/// by line.
+pub fn spawn_entry(entry: &str, ignored: bool, role: &str, vars: &[(&str, String)]) -> Peer {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "--ignored",
-        "--exact",
-        entry,
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env(ROLE_VAR, role)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    if ignored {
+        cmd.arg("--ignored");
+    }
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads", "1"])
+        .env(ROLE_VAR, role)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -147,16 +150,21 @@ impl Peer {
     /// Every line the child prints from now until its stdout closes (it exited or was
     /// killed); panics if that takes longer than `timeout`.
     pub fn lines_until_eof(&mut self, timeout: Duration) -> Vec<String> {
+        self.try_lines_until_eof(timeout)
+            .unwrap_or_else(|_| panic!("{}: stdout still open after {timeout:?}", self.role))
+    }
+
+    /// Every line the child prints from now until its stdout closes: `Ok` if it closed
+    /// within `timeout`, else `Err` with what it printed so far (it is still running).
+    pub fn try_lines_until_eof(&mut self, timeout: Duration) -> Result<Vec<String>, Vec<String>> {
         let deadline = Instant::now() + timeout;
         let mut lines = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => lines.push(line),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("{}: stdout still open after {timeout:?}", self.role)
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(lines),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Err(lines),
             }
         }
     }
@@ -193,6 +201,35 @@ pub fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// A small deterministic generator (xorshift); the seed is printed so a failure can be
+/// replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn from_time() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        eprintln!("random seed {seed}");
+        Rng(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
 
 /// Removes a test segment when dropped.
