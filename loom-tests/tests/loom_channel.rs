@@ -254,18 +254,18 @@ fn channel_dead_claim_after_begin() {
     dead_claim(Death::AfterBegin);
 }
 
-/// `Overflow::Block`: both producers alive, one record each. The receiver polls, and
-/// whenever it finds nothing it first checks that an impatient `resolve_stall` (one
-/// tick) never skips anything while every producer is alive (in particular never the
-/// `busy` claim of a live producer, whose intent it must see), then once loses
-/// patience (`patient = true`) and may skip a claim whose producer was merely
-/// preempted before `begin`. That producer finds its claim void and `send` claims
-/// again: every record still arrives exactly once, per producer in order, and each
-/// producer's `records` counter counts only the publication that counted.
-#[test]
-fn channel_preempted_claim_is_resent() {
-    loom::model(|| {
-        let ring = block_ring(2);
+/// Both producers alive, one record each. The receiver polls, and whenever it finds
+/// nothing it first checks that an impatient `resolve_stall` (one tick) never skips
+/// anything while every producer is alive (in particular never the `busy` claim of a
+/// live producer, whose intent it must see through the claim CAS), then, if
+/// `patience` allows, loses patience once (`patient = true`) and may skip a claim
+/// whose producer was merely preempted before `begin`. That producer finds its claim
+/// void and `send` claims again: every record still arrives exactly once, per
+/// producer in order, and each producer's `records` counter counts only the
+/// publication that counted.
+fn preempted_claim(lossless: bool, patience: u32) {
+    loom::model(move || {
+        let ring = Arc::new(HeapRing::with_producers::<u64>(2, 1, 2, lossless, false));
         let view = ring.view();
         let (mut rx, mut state) = join_reader(&view, 100);
         let producers: Vec<_> = (0..2)
@@ -276,7 +276,7 @@ fn channel_preempted_claim_is_resent() {
             })
             .collect();
         let mut next = [0u64; 2];
-        let mut patience = 1;
+        let mut patience = patience;
         let mut skipped = 0;
         while next != [1, 1] {
             match poll::<u64>(&view, &mut rx, &mut state, false, &ALL_ALIVE) {
@@ -313,6 +313,21 @@ fn channel_preempted_claim_is_resent() {
             assert_eq!(entry.claim.load(Ordering::Relaxed), 0, "claim left behind");
         }
     });
+}
+
+/// `Overflow::Block`, with one patient skip.
+#[test]
+fn channel_preempted_claim_is_resent() {
+    preempted_claim(true, 1);
+}
+
+/// `Overflow::Overwrite`, no patient skip. Lossless claims are followed by the fence
+/// F_c, which (a `SeqCst` fence under loom) also publishes the intent to a receiver
+/// that reads the busy stamp; an Overwrite claim has no such fence, so here only the
+/// claim CAS's `Release` makes the intent visible (the `mp_claim` weakening).
+#[test]
+fn channel_overwrite_live_claim_not_skipped() {
+    preempted_claim(false, 0);
 }
 
 /// `Overflow::Block`, capacity 2, three producers: each sends one record while no
