@@ -34,10 +34,12 @@ weakenings=(
     "f_l|loom_broadcast_block|block_leave_while_producer_blocked|deadlock"
     "mp_w1|loom_channel|channel_overwrite_two_producers|torn"
     "mp_w2|loom_channel|channel_block_two_producers|lost, duplicated or reordered"
-    "mp_claim|loom_channel|channel_preempted_claim_is_resent|skipped claim"
+    "mp_claim|loom_channel|channel_overwrite_live_claim_not_skipped|skipped claim"
     "uc_r1|loom_unicast|unicast_route_two_workers|lost or duplicated"
     "mp_fp|loom_channel|channel_block_two_producers|deadlock"
     "uc_fs|loom_unicast|unicast_channel_two_producers_one_worker|deadlock"
+    "mp_fc|loom_channel|channel_join_more_producers_than_capacity|lossless receiver got Lagged"
+    "mp_fp|loom_channel|channel_busy_lap_older_writer|deadlock"
 )
 
 start=$SECONDS

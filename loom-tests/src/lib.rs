@@ -12,19 +12,22 @@
 //! depends on is weakened (`--cfg shmchan_weaken="..."`). See `README.md` and
 //! `docs/loom.md`.
 //!
-//! This library holds the helpers the models share: the record type, and blocking
-//! send/receive built on the library's own `wait::wait_for` with `Wait::Block`, so
-//! that a lost wake-up leaves a thread asleep in the modelled futex and loom reports
-//! a deadlock.
+//! The models drive the shipped send and receive loops (`ring::send`, `ring::recv`)
+//! with `Wait::Block`, so that a lost wake-up leaves a thread asleep in the modelled
+//! futex and loom reports a deadlock. This library holds only the record types, the
+//! liveness oracles and thin wrappers (an `expect`) around those shipped functions:
+//! no model has a send or receive loop of its own.
 
 #![cfg(loom)]
 
 use bytemuck::Pod;
 use shmchan::process::Liveness;
-use shmchan::ring::broadcast::{Consumer, Producer, Read};
+use shmchan::ring::producer::Producer;
+use shmchan::ring::reader::Reader;
+use shmchan::ring::recv::{recv, RecvState};
+use shmchan::ring::send::{send, try_send, SendFail};
 use shmchan::ring::RingView;
-use shmchan::wait::wait_for;
-use shmchan::Wait;
+use shmchan::{RecvTimeoutError, Wait};
 
 /// A liveness oracle under which exactly the process with owner word `.0` is dead
 /// (`Dead(0)`: everyone is alive).
@@ -40,8 +43,9 @@ impl Liveness for Dead {
 /// Everyone alive.
 pub const ALL_ALIVE: Dead = Dead(0);
 
-/// The record of the models: two words, both `seq + 1` for record `seq`, so a torn copy
-/// (words of two records) and a never-written slot (zeros) are both recognisable.
+/// The record of the seqlock models: two words, both `seq + 1` for record `seq`, so a
+/// torn copy (words of two records) and a never-written slot (zeros) are both
+/// recognisable.
 pub type Rec = [u64; 2];
 
 /// The record published with sequence number `seq`.
@@ -57,29 +61,45 @@ pub fn seq_of(r: Rec) -> u64 {
     r[0] - 1
 }
 
-/// Lossless send: sleeps on the `space` futex (`Wait::Block`) until the ring has room
-/// for the next record, then publishes it.
-pub fn send_blocking<T: Pod>(tx: &mut Producer, view: &RingView<'_>, value: &T) {
-    wait_for(Wait::Block, None, view.space_parker(), |_| {
-        tx.has_space(view).then_some(())
-    })
-    .expect("no deadline");
-    tx.push(view, value);
+/// Attaches the `Route` producer for `owner` (nobody else holds the claim).
+pub fn attach_route(view: &RingView<'_>, owner: u64) -> Producer {
+    Producer::attach_route(view, owner, &ALL_ALIVE).expect("the sender claim is free")
 }
 
-/// Receive: sleeps on the `data` futex (`Wait::Block`) until `try_read` finds a record
-/// or a lag.
-pub fn recv_blocking<T: Pod>(rx: &mut Consumer, view: &RingView<'_>) -> Read<T> {
-    recv_with(rx, view, Wait::Block)
+/// Joins a `Channel` producer for `owner` (the table has room).
+pub fn join_channel(view: &RingView<'_>, owner: u64) -> Producer {
+    Producer::join_channel(view, owner, &ALL_ALIVE).expect("a free producer entry")
 }
 
-/// Receive with the given strategy (`Spin` polls with `yield_now` under loom).
-pub fn recv_with<T: Pod>(rx: &mut Consumer, view: &RingView<'_>, strategy: Wait) -> Read<T> {
-    wait_for(strategy, None, view.data_parker(), |_| {
-        match rx.try_read::<T>(view) {
-            Read::Empty => None,
-            other => Some(other),
-        }
-    })
-    .expect("no deadline")
+/// Joins a receiver for `owner`: its [`RecvState`] (taken first, as `Receiver` does)
+/// and its [`Reader`].
+pub fn join_reader(view: &RingView<'_>, owner: u64) -> (Reader, RecvState) {
+    let state = RecvState::before_join(view);
+    let reader = Reader::join(view, owner, &ALL_ALIVE).expect("a free receiver entry");
+    (reader, state)
+}
+
+/// `ring::send::send` with `Wait::Block`, no deadline, everyone alive: it can only
+/// fail if the producer lost its role, which no model expects.
+pub fn send_block<T: Pod>(p: &mut Producer, view: &RingView<'_>, value: &T) {
+    send(p, view, value, Wait::Block, None, &ALL_ALIVE).expect("send: no deadline, not evicted");
+}
+
+/// `ring::send::try_send` without liveness checks.
+pub fn try_send_now<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &T,
+) -> Result<(), SendFail> {
+    try_send(p, view, value, &ALL_ALIVE, false)
+}
+
+/// `ring::recv::recv` with `Wait::Block`, no deadline, everyone alive (under loom the
+/// liveness tick never fires, so the oracle is never asked).
+pub fn recv_block<T: Pod>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+) -> Result<T, RecvTimeoutError> {
+    recv(view, reader, state, Wait::Block, None, &ALL_ALIVE)
 }

@@ -1,15 +1,16 @@
 //! Route broadcast, `Overflow::Block` (lossless): gating on the slowest receiver, the
 //! join protocol and leaving (see `src/ring/broadcast.rs`, invariants 3 and 4,
-//! "Joining", "Leaving and eviction"). Both sides wait with the library's
-//! `wait_for(Wait::Block)` on the modelled futex, so a missed wake-up is a deadlock.
+//! "Joining", "Leaving and eviction"). Both sides run the shipped loops,
+//! `ring::send::send` and `ring::recv::recv` with `Wait::Block`, on the modelled
+//! futex, so a missed wake-up is a deadlock.
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{recv_with, send_blocking};
-use shmchan::ring::broadcast::{Consumer, Producer, Read};
+use loom_tests::{attach_route, join_reader, recv_block, send_block};
+use shmchan::ring::reader::Reader;
+use shmchan::ring::recv::RecvState;
 use shmchan::ring::HeapRing;
-use shmchan::Wait;
 
 const CAPACITY: u64 = 2;
 
@@ -21,18 +22,14 @@ fn rec(seq: u64) -> Rec {
     seq + 1
 }
 
-/// Reads records `from..to` with `recv_blocking`, asserting each arrives, in order,
-/// exactly once, never lapped.
-fn read_all(rx: &mut Consumer, ring: &HeapRing, from: u64, to: u64) {
-    read_all_with(rx, ring, from, to, Wait::Block);
-}
-
-fn read_all_with(rx: &mut Consumer, ring: &HeapRing, from: u64, to: u64, wait: Wait) {
+/// Receives records `from..to` with `recv`, asserting each arrives, in order, exactly
+/// once, never lapped.
+fn read_all(rx: &mut Reader, state: &mut RecvState, ring: &HeapRing, from: u64, to: u64) {
     let view = ring.view();
     for want in from..to {
-        match recv_with::<Rec>(rx, &view, wait) {
-            Read::Record(r) => assert_eq!(r, rec(want), "lost, duplicated or reordered"),
-            other => panic!("lossless receiver got {other:?} waiting for record {want}"),
+        match recv_block::<Rec>(&view, rx, state) {
+            Ok(r) => assert_eq!(r, rec(want), "lost, duplicated or reordered"),
+            Err(e) => panic!("lossless receiver got {e:?} waiting for record {want}"),
         }
     }
 }
@@ -46,23 +43,24 @@ fn block_two_receivers_no_loss() {
     const TOTAL: u64 = 3;
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 2, true));
-        let mut a = Consumer::join(&ring.view(), 1).expect("join a");
-        let mut b = Consumer::join(&ring.view(), 2).expect("join b");
+        let view = ring.view();
+        let (mut a, mut sa) = join_reader(&view, 100);
+        let (mut b, mut sb) = join_reader(&view, 101);
+        let mut tx = attach_route(&view, 1);
         let producer = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
                 let view = ring.view();
-                let mut tx = Producer::attach(&view);
                 for seq in 0..TOTAL {
-                    send_blocking(&mut tx, &view, &rec(seq));
+                    send_block(&mut tx, &view, &rec(seq));
                 }
             })
         };
         let reader = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || read_all(&mut a, &ring, 0, TOTAL))
+            thread::spawn(move || read_all(&mut a, &mut sa, &ring, 0, TOTAL))
         };
-        read_all(&mut b, &ring, 0, TOTAL);
+        read_all(&mut b, &mut sb, &ring, 0, TOTAL);
         reader.join().expect("reader");
         producer.join().expect("producer");
     });
@@ -77,19 +75,19 @@ fn block_join_while_producer_runs() {
     const TOTAL: u64 = 4;
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, true));
+        let view = ring.view();
+        let mut tx = attach_route(&view, 1);
         let receiver = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
-                let mut rx = Consumer::join(&ring.view(), 1).expect("join");
-                let start = rx.cursor();
+                let (mut rx, mut state) = join_reader(&ring.view(), 100);
+                let start = rx.waiting_on(&ring.view());
                 assert!(start <= TOTAL);
-                read_all(&mut rx, &ring, start, TOTAL);
+                read_all(&mut rx, &mut state, &ring, start, TOTAL);
             })
         };
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
         for seq in 0..TOTAL {
-            send_blocking(&mut tx, &view, &rec(seq));
+            send_block(&mut tx, &view, &rec(seq));
         }
         receiver.join().expect("receiver");
     });
@@ -104,20 +102,20 @@ fn block_leave_while_producer_blocked() {
     const TOTAL: u64 = 4;
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, true));
-        let mut rx = Consumer::join(&ring.view(), 1).expect("join");
+        let view = ring.view();
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut tx = attach_route(&view, 1);
         let receiver = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
-                read_all(&mut rx, &ring, 0, 1);
+                read_all(&mut rx, &mut state, &ring, 0, 1);
                 rx.leave(&ring.view());
             })
         };
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
         for seq in 0..TOTAL {
-            send_blocking(&mut tx, &view, &rec(seq));
+            send_block(&mut tx, &view, &rec(seq));
         }
         receiver.join().expect("receiver");
-        assert_eq!(tx.next_seq(), TOTAL);
+        assert_eq!(tx.next_seq(&view), TOTAL);
     });
 }

@@ -1,27 +1,35 @@
-//! Unicast (`Mode::Unicast`, a work queue): each record goes to exactly one `Worker`
-//! (see `src/ring/unicast.rs`: "Taking record `r`", "Gating", "A receiver that dies
-//! holding a record"). Producers are a `Route`'s `Producer` (gated by `has_space`,
-//! i.e. `slot_free`) or a `Channel`'s `SharedProducer`s (gated in `try_claim`);
-//! workers take records through the shared read cursor (R1, C1, C2, copy, C3) and an
-//! idle worker rescues a record whose taker died between C2 and C3.
+//! Unicast (`Mode::Unicast`, a work queue): each record goes to exactly one worker
+//! (see `src/ring/unicast.rs`: "Taking record `r`", "A receiver that dies holding a
+//! record"; `src/ring/gate.rs`, "Unicast"). Producers are a `Route`'s or a `Channel`'s
+//! `ring::producer::Producer`, sending through the shipped `ring::send::send` or
+//! `try_send`; workers are unicast `Reader`s receiving through `ring::recv::recv` or
+//! `ring::recv::poll` (with `check_liveness` to rescue a record whose taker died
+//! between C2 and C3). A worker that must die at an exact point is written by hand
+//! (`take_and_die`).
 #![cfg(loom)]
 
-use loom::sync::atomic::{fence, AtomicUsize, Ordering};
+use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{Dead, ALL_ALIVE};
-use shmchan::layout::stamp_done;
-use shmchan::ring::broadcast::Producer;
-use shmchan::ring::multi::SharedProducer;
-use shmchan::ring::unicast::Worker;
+use loom_tests::{
+    attach_route, join_channel, join_reader, recv_block, send_block, try_send_now, Dead, ALL_ALIVE,
+};
+use shmchan::layout::{stamp_busy, stamp_done, stamp_settled};
+use shmchan::process::Liveness;
+use shmchan::ring::producer::{Begin, Producer};
+use shmchan::ring::reader::Reader;
+use shmchan::ring::recv::{poll, RecvState};
+use shmchan::ring::send::SendFail;
 use shmchan::ring::{HeapRing, RingView};
-use shmchan::wait::wait_for;
-use shmchan::Wait;
+use shmchan::{RecvTimeoutError, TryRecvError};
 
 /// Records are single words, `seq + 1` for the `Route` models (0 is a never-written
 /// slot): a unicast slot is never rewritten while a worker copies it, so tearing is
 /// not the question here, loss and duplication are.
 type Rec = u64;
+
+/// Owner word of the `Route` producer (workers are 1 and up).
+const SENDER: u64 = 50;
 
 /// A unicast ring of `capacity` records with `workers` receiver entries and
 /// `producers` producer entries.
@@ -31,43 +39,17 @@ fn ring(capacity: u64, workers: usize, producers: usize) -> Arc<HeapRing> {
     ))
 }
 
-/// Takes records until `finished` reaches `producers` (`Acquire`: every record they
-/// published is then visible) and nothing is left to take. Returns what it took.
-///
-/// An idle worker sleeps on the `data` futex (`Wait::Block`): woken by a producer's
-/// commit, or by [`finish`]. (Two workers polling with `yield_now` could starve the
-/// producer for ever in loom's scheduler, which the model would report as exceeding
-/// its branch limit.)
-fn take_all(
-    w: &mut Worker,
-    view: &RingView<'_>,
-    finished: &AtomicUsize,
-    producers: usize,
-) -> Vec<Rec> {
+/// Receives with `recv` until `Disconnected` (every producer left and nothing is left
+/// to take). Returns what it took.
+fn take_all(w: &mut Reader, state: &mut RecvState, view: &RingView<'_>) -> Vec<Rec> {
     let mut got = Vec::new();
     loop {
-        let next = wait_for(Wait::Block, None, view.data_parker(), |_| {
-            let done = finished.load(Ordering::Acquire) == producers;
-            match w.try_take::<Rec>(view) {
-                Some(v) => Some(Some(v)),
-                None if done => Some(None),
-                None => None,
-            }
-        })
-        .expect("no deadline");
-        match next {
-            Some(v) => got.push(v),
-            None => return got,
+        match recv_block::<Rec>(view, w, state) {
+            Ok(v) => got.push(v),
+            Err(RecvTimeoutError::Disconnected) => return got,
+            Err(e) => panic!("worker got {e:?}"),
         }
     }
-}
-
-/// A producer is done: counts it in `finished` and, as for any progress, wakes the
-/// workers parked on `data` (the notifier's half of the futex protocol).
-fn finish(view: &RingView<'_>, finished: &AtomicUsize) {
-    finished.fetch_add(1, Ordering::Release);
-    fence(Ordering::SeqCst);
-    view.data_parker().wake_if_parked();
 }
 
 /// Every value of `expected` delivered exactly once over all workers' lists.
@@ -77,57 +59,57 @@ fn exactly_once(lists: &[Vec<Rec>], expected: &[Rec]) {
     assert_eq!(all, expected, "lost or duplicated (per worker: {lists:?})");
 }
 
-/// `attempts` calls of `try_take`, each after a `yield_now` (so that the other threads
-/// run in between without spending the preemption bound), never waiting: what it took.
-fn take_some(w: &mut Worker, view: &RingView<'_>, attempts: usize) -> Vec<Rec> {
+/// `attempts` polls, each after a `yield_now` (so that the other threads run in
+/// between without spending the preemption bound), never waiting: what it took.
+fn take_some(
+    w: &mut Reader,
+    state: &mut RecvState,
+    view: &RingView<'_>,
+    attempts: usize,
+) -> Vec<Rec> {
     (0..attempts)
         .filter_map(|_| {
             thread::yield_now();
-            w.try_take::<Rec>(view)
+            match poll::<Rec>(view, w, state, false, &ALL_ALIVE) {
+                Ok(v) => Some(v),
+                Err(TryRecvError::Empty) => None,
+                Err(e) => panic!("worker got {e:?}"),
+            }
         })
         .collect()
 }
 
 /// `Route` unicast: a ring of 2 holds records 0 and 1 (published before the threads
-/// start, to keep the model small); the producer sends record 2, waiting on the
-/// `space` futex (`Wait::Block`) while `has_space` is false, i.e. until record 0 is
-/// settled, while two workers make two `try_take` attempts each (the first attempt of
-/// either takes record 0). Afterwards one worker takes what is left. Every record is
-/// delivered exactly once, in order per worker: a producer that overwrote an
-/// unconsumed slot would lose a record (the workers step over the newer stamp), a
-/// worker that copied before the record was published would return a zero, and a
-/// missed wake-up on `space` is a deadlock.
+/// start, to keep the model small); the producer sends record 2 with `send`, which
+/// waits on the `space` futex until record 0 is settled, while two workers make two
+/// polls each (the first of either takes record 0). Afterwards one worker polls for
+/// what is left. Every record is delivered exactly once, in order per worker: a
+/// producer that overwrote an unconsumed slot would lose a record (the workers step
+/// over the newer stamp), a worker that copied before the record was published would
+/// return a zero, and a missed wake-up on `space` is a deadlock.
 #[test]
 fn unicast_route_two_workers() {
     loom::model(|| {
         let ring = ring(2, 2, 0);
         let view = ring.view();
-        let mut a = Worker::join(&view, 1).expect("worker a");
-        let mut b = Worker::join(&view, 2).expect("worker b");
-        let mut tx = Producer::attach(&view);
+        let mut tx = attach_route(&view, SENDER);
+        let (mut a, mut sa) = join_reader(&view, 1);
+        let (mut b, mut sb) = join_reader(&view, 2);
         for v in [1, 2] {
-            assert!(tx.has_space(&view));
-            tx.push(&view, &v);
+            try_send_now(&mut tx, &view, &v).expect("room");
         }
         let producer = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || {
-                let view = ring.view();
-                wait_for(Wait::Block, None, view.space_parker(), |_| {
-                    tx.has_space(&view).then_some(())
-                })
-                .expect("no deadline");
-                tx.push(&view, &3);
-            })
+            thread::spawn(move || send_block(&mut tx, &ring.view(), &3u64))
         };
         let worker = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || take_some(&mut b, &ring.view(), 2))
+            thread::spawn(move || take_some(&mut b, &mut sb, &ring.view(), 2))
         };
-        let mut got_a = take_some(&mut a, &view, 2);
+        let mut got_a = take_some(&mut a, &mut sa, &view, 2);
         let got_b = worker.join().expect("worker b");
         producer.join().expect("producer");
-        got_a.extend(take_some(&mut a, &view, 2));
+        got_a.extend(take_some(&mut a, &mut sa, &view, 2));
         for list in [&got_a, &got_b] {
             // Taking (no rescue here) follows the read cursor, which only goes forward.
             assert!(
@@ -136,28 +118,29 @@ fn unicast_route_two_workers() {
             );
         }
         exactly_once(&[got_a, got_b], &[1, 2, 3]);
-        assert_eq!(Worker::read_cursor(&view), 3);
+        assert_eq!(a.waiting_on(&view), 3);
     });
 }
 
-/// `Route` unicast, single-threaded: `has_space` (what `try_send` asks) is false
-/// exactly while the slot of the next record holds a record no worker has settled.
+/// `Route` unicast, single-threaded: `try_send` says `Full` exactly while the slot of
+/// the next record holds a record no worker has settled.
 #[test]
 fn unicast_route_full_until_consumed() {
     loom::model(|| {
         let ring = ring(2, 1, 0);
         let view = ring.view();
-        let mut w = Worker::join(&view, 1).expect("worker");
-        let mut tx = Producer::attach(&view);
+        let mut tx = attach_route(&view, SENDER);
+        let (mut w, mut state) = join_reader(&view, 1);
         for v in [1, 2] {
-            assert!(tx.has_space(&view));
-            tx.push(&view, &v);
+            try_send_now(&mut tx, &view, &v).expect("room");
         }
-        assert!(!tx.has_space(&view), "full: try_send must say Full");
-        assert_eq!(w.try_take::<Rec>(&view), Some(1));
-        assert!(tx.has_space(&view), "record 0 consumed");
-        tx.push(&view, &3);
-        assert!(!tx.has_space(&view), "full again");
+        assert_eq!(try_send_now(&mut tx, &view, &3u64), Err(SendFail::Full));
+        assert_eq!(
+            poll::<Rec>(&view, &mut w, &mut state, false, &ALL_ALIVE),
+            Ok(1)
+        );
+        try_send_now(&mut tx, &view, &3u64).expect("record 0 consumed");
+        assert_eq!(try_send_now(&mut tx, &view, &4u64), Err(SendFail::Full));
     });
 }
 
@@ -166,56 +149,42 @@ fn value(p: usize, i: u64) -> Rec {
     (p as u64 + 1) << 8 | (i + 1)
 }
 
-/// A `Channel` producer's send: claim (waiting on `space` while the slot of `head`
-/// is not free), begin, write, commit; again if the claim turned void.
-fn channel_send(p: &mut SharedProducer, view: &RingView<'_>, v: Rec) {
-    loop {
-        wait_for(Wait::Block, None, view.space_parker(), |_| {
-            p.try_claim(view)
-        })
-        .expect("no deadline");
-        if p.begin(view, &ALL_ALIVE) {
-            p.write(view, &v);
-            if p.commit(view) {
-                return;
-            }
-        }
-    }
-}
-
 /// `Channel` unicast with `workers` worker threads (the main thread is one of them),
-/// idle workers sleeping on `data`: two producers send `counts[p]` records each
-/// through a ring of 2. Every record is delivered exactly once and each producer's
-/// records are taken in its order.
+/// idle workers sleeping on `data` in `recv`: two producers send `counts[p]` records
+/// each through a ring of 2 and leave. Every record is delivered exactly once, each
+/// producer's records are taken in its order, and every worker ends with
+/// `Disconnected` (the producers' `leave` wakes it).
 fn channel_unicast(counts: [u64; 2], workers: usize) {
     loom::model(move || {
         let ring = ring(2, workers, 2);
         let view = ring.view();
-        let finished = Arc::new(AtomicUsize::new(0));
-        let producers: Vec<_> = (0..2)
-            .map(|p| {
-                let mut tx = SharedProducer::join(&view, p as u64 + 1).expect("producer");
+        let txs: Vec<_> = (0..2).map(|p| join_channel(&view, p as u64 + 1)).collect();
+        let mut readers: Vec<_> = (0..workers)
+            .map(|k| join_reader(&view, 100 + k as u64))
+            .collect();
+        let producers: Vec<_> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
                 let ring = Arc::clone(&ring);
-                let finished = Arc::clone(&finished);
                 thread::spawn(move || {
                     let view = ring.view();
                     for i in 0..counts[p] {
-                        channel_send(&mut tx, &view, value(p, i));
+                        send_block(&mut tx, &view, &value(p, i));
                     }
-                    finish(&view, &finished);
+                    tx.leave(&view);
                 })
             })
             .collect();
-        let mut main_worker = Worker::join(&view, 100).expect("worker");
-        let others: Vec<_> = (1..workers)
-            .map(|k| {
-                let mut w = Worker::join(&view, 100 + k as u64).expect("worker");
+        let (mut main_worker, mut main_state) = readers.remove(0);
+        let others: Vec<_> = readers
+            .into_iter()
+            .map(|(mut w, mut state)| {
                 let ring = Arc::clone(&ring);
-                let finished = Arc::clone(&finished);
-                thread::spawn(move || take_all(&mut w, &ring.view(), &finished, 2))
+                thread::spawn(move || take_all(&mut w, &mut state, &ring.view()))
             })
             .collect();
-        let mut lists = vec![take_all(&mut main_worker, &view, &finished, 2)];
+        let mut lists = vec![take_all(&mut main_worker, &mut main_state, &view)];
         lists.extend(others.into_iter().map(|t| t.join().expect("worker")));
         for producer in producers {
             producer.join().expect("producer");
@@ -243,6 +212,14 @@ fn unicast_channel_two_producers_one_worker() {
     channel_unicast([2, 1], 1);
 }
 
+/// The sequence number a `Channel` producer's last claim took.
+fn claimed(p: &Producer) -> u64 {
+    match p {
+        Producer::Shared { producer, .. } => producer.seq(),
+        Producer::Single(_) => unreachable!("a Channel producer"),
+    }
+}
+
 /// `Channel` unicast, one thread, the interleaving the model above finds: producer 0
 /// claims 0 and is preempted before `begin`; producer 1 publishes 1. The slot of 2 is
 /// that of 0, whose record is not even written yet: producer 1 must not claim 2 (the
@@ -253,24 +230,37 @@ fn unicast_channel_no_claim_past_an_unwritten_one() {
     loom::model(|| {
         let ring = ring(2, 1, 2);
         let view = ring.view();
-        let mut w = Worker::join(&view, 100).expect("worker");
-        let mut p0 = SharedProducer::join(&view, 1).expect("producer 0");
-        let mut p1 = SharedProducer::join(&view, 2).expect("producer 1");
-        assert_eq!(p0.try_claim(&view), Some(0));
-        channel_send(&mut p1, &view, value(1, 0));
-        assert_eq!(p1.try_claim(&view), None, "claimed 2 over the unwritten 0");
-        assert!(p0.begin(&view, &ALL_ALIVE));
+        let (mut w, mut state) = join_reader(&view, 100);
+        let mut p0 = join_channel(&view, 1);
+        let mut p1 = join_channel(&view, 2);
+        assert!(p0.try_claim(&view));
+        assert_eq!(claimed(&p0), 0);
+        send_block(&mut p1, &view, &value(1, 0));
+        assert_eq!(
+            try_send_now(&mut p1, &view, &value(1, 1)),
+            Err(SendFail::Full),
+            "claimed 2 over the unwritten 0"
+        );
+        assert_eq!(p0.begin(&view, &ALL_ALIVE, false), Begin::Ours);
         p0.write(&view, &value(0, 0));
         assert!(p0.commit(&view));
-        assert_eq!(p1.try_claim(&view), None, "claimed 2 over the unconsumed 0");
-        assert_eq!(w.try_take::<Rec>(&view), Some(value(0, 0)));
-        assert_eq!(p1.try_claim(&view), Some(2), "record 0 consumed");
+        assert_eq!(
+            try_send_now(&mut p1, &view, &value(1, 1)),
+            Err(SendFail::Full),
+            "claimed 2 over the unconsumed 0"
+        );
+        assert_eq!(
+            poll::<Rec>(&view, &mut w, &mut state, false, &ALL_ALIVE),
+            Ok(value(0, 0))
+        );
+        try_send_now(&mut p1, &view, &value(1, 1)).expect("record 0 consumed");
+        assert_eq!(claimed(&p1), 2);
     });
 }
 
 /// `Channel` unicast: two producers send one record each into a ring of 2 while two
-/// workers make one `try_take` attempt each; afterwards one worker takes what is
-/// left. Both records are delivered exactly once.
+/// workers make one poll each; afterwards one worker polls for what is left. Both
+/// records are delivered exactly once.
 #[test]
 fn unicast_channel_two_producers_two_workers() {
     loom::model(|| {
@@ -278,23 +268,23 @@ fn unicast_channel_two_producers_two_workers() {
         let view = ring.view();
         let producers: Vec<_> = (0..2)
             .map(|p| {
-                let mut tx = SharedProducer::join(&view, p as u64 + 1).expect("producer");
+                let mut tx = join_channel(&view, p as u64 + 1);
                 let ring = Arc::clone(&ring);
-                thread::spawn(move || channel_send(&mut tx, &ring.view(), value(p, 0)))
+                thread::spawn(move || send_block(&mut tx, &ring.view(), &value(p, 0)))
             })
             .collect();
-        let mut a = Worker::join(&view, 100).expect("worker a");
-        let mut b = Worker::join(&view, 101).expect("worker b");
+        let (mut a, mut sa) = join_reader(&view, 100);
+        let (mut b, mut sb) = join_reader(&view, 101);
         let worker = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || take_some(&mut b, &ring.view(), 1))
+            thread::spawn(move || take_some(&mut b, &mut sb, &ring.view(), 1))
         };
-        let mut got_a = take_some(&mut a, &view, 1);
+        let mut got_a = take_some(&mut a, &mut sa, &view, 1);
         let got_b = worker.join().expect("worker b");
         for producer in producers {
             producer.join().expect("producer");
         }
-        got_a.extend(take_some(&mut a, &view, 2));
+        got_a.extend(take_some(&mut a, &mut sa, &view, 2));
         exactly_once(&[got_a, got_b], &[value(0, 0), value(1, 0)]);
     });
 }
@@ -320,40 +310,44 @@ fn take_and_die(view: &RingView<'_>, owner: u64) -> Option<u64> {
         .map(|_| r)
 }
 
-/// Takes and rescues (as `Receiver` does when idle) until neither finds anything.
-fn take_or_rescue(w: &mut Worker, view: &RingView<'_>, oracle: &Dead) -> Vec<Rec> {
+/// Polls with `check_liveness` (each poll a liveness tick: take, else rescue) until a
+/// poll finds nothing.
+fn take_or_rescue(
+    w: &mut Reader,
+    state: &mut RecvState,
+    view: &RingView<'_>,
+    oracle: &impl Liveness,
+) -> Vec<Rec> {
     let mut got = Vec::new();
     loop {
-        if let Some(v) = w.try_take::<Rec>(view) {
-            got.push(v);
-        } else if let Some(v) = w.rescue::<Rec>(view, oracle) {
-            got.push(v);
-        } else {
-            return got;
+        match poll::<Rec>(view, w, state, true, oracle) {
+            Ok(v) => got.push(v),
+            Err(TryRecvError::Empty) => return got,
+            Err(e) => panic!("worker got {e:?}"),
         }
     }
 }
 
 /// Records 0 and 1 are published; worker 1 takes record 0 (C1, C2) and dies before
-/// settling it. Workers 2 and 3 then race, each taking and rescuing (with an oracle
-/// that calls worker 1 dead) until they find nothing: record 1 is taken once, record 0
-/// is rescued exactly once, whoever wins C3, and `rescued` counts it once.
+/// settling it. Workers 2 and 3 then race, each polling with `check_liveness` (an
+/// oracle that calls worker 1 dead) until they find nothing: record 1 is taken once,
+/// record 0 is rescued exactly once, whoever wins C3, and `rescued` counts it once.
 #[test]
 fn unicast_rescue_two_rescuers() {
     loom::model(|| {
         let ring = ring(2, 3, 0);
         let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &1);
-        tx.push(&view, &2);
-        let _doomed = Worker::join(&view, 1).expect("doomed worker");
+        let mut tx = attach_route(&view, SENDER);
+        try_send_now(&mut tx, &view, &1u64).expect("room");
+        try_send_now(&mut tx, &view, &2u64).expect("room");
+        let _doomed = join_reader(&view, 1);
         assert_eq!(take_and_die(&view, 1), Some(0));
         let rescuers: Vec<_> = [2, 3]
             .into_iter()
             .map(|owner| {
-                let mut w = Worker::join(&view, owner).expect("worker");
+                let (mut w, mut state) = join_reader(&view, owner);
                 let ring = Arc::clone(&ring);
-                thread::spawn(move || take_or_rescue(&mut w, &ring.view(), &Dead(1)))
+                thread::spawn(move || take_or_rescue(&mut w, &mut state, &ring.view(), &Dead(1)))
             })
             .collect();
         let lists: Vec<_> = rescuers
@@ -367,51 +361,103 @@ fn unicast_rescue_two_rescuers() {
 }
 
 /// Record 0 is published; worker 1 (doomed) and worker 2 race to take it, worker 1
-/// dying right after its C2 if it wins. Afterwards worker 2, idle, rescues with an
-/// oracle calling worker 1 dead: record 0 is delivered exactly once in total, whoever
-/// won C2. (A taker that loses C2 must not leave its C1 claim behind: a live worker's
-/// stale claim on record 0 would make every rescuer leave it alone.)
+/// dying right after its C2 if it wins. Afterwards worker 2, idle, polls with
+/// `check_liveness` (an oracle calling worker 1 dead): record 0 is delivered exactly
+/// once in total, whoever won C2. (A taker that loses C2 must not leave its C1 claim
+/// behind: a live worker's stale claim on record 0 would make every rescuer leave it
+/// alone.)
 #[test]
 fn unicast_taker_dies_racing_a_live_taker() {
     loom::model(|| {
         let ring = ring(2, 2, 0);
         let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &1);
-        let _doomed = Worker::join(&view, 1).expect("doomed worker");
-        let mut live = Worker::join(&view, 2).expect("live worker");
+        let mut tx = attach_route(&view, SENDER);
+        try_send_now(&mut tx, &view, &1u64).expect("room");
+        let _doomed = join_reader(&view, 1);
+        let (mut live, mut state) = join_reader(&view, 2);
         let dying = {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
                 take_and_die(&ring.view(), 1);
             })
         };
-        let mut got: Vec<Rec> = live.try_take::<Rec>(&view).into_iter().collect();
+        let mut got: Vec<Rec> = poll::<Rec>(&view, &mut live, &mut state, false, &ALL_ALIVE)
+            .into_iter()
+            .collect();
         dying.join().expect("dying worker");
-        got.extend(take_or_rescue(&mut live, &view, &Dead(1)));
+        got.extend(take_or_rescue(&mut live, &mut state, &view, &Dead(1)));
         assert_eq!(got, [1], "record 0 lost or duplicated");
     });
 }
 
-/// Everyone alive: worker 1 takes record 0 while worker 2, idle, runs `rescue`. A
-/// rescuer that reads `read` past record 0 sees worker 1's claim (C1 before the
-/// `Release` of C2) and leaves the record to it: `rescue` finds nothing, and worker 1
-/// delivers it.
+/// Everyone alive: worker 1 takes record 0 while worker 2, idle, runs its rescue step
+/// (`Reader::rescue`). A rescuer that reads `read` past record 0 sees worker 1's
+/// claim (C1 before the `Release` of C2) and leaves the record to it: the rescue
+/// finds nothing, and worker 1 delivers it.
 #[test]
 fn unicast_rescue_leaves_a_live_taker_alone() {
     loom::model(|| {
         let ring = ring(2, 2, 0);
         let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &1);
-        let mut taker = Worker::join(&view, 1).expect("taker");
-        let mut idle = Worker::join(&view, 2).expect("idle worker");
+        let mut tx = attach_route(&view, SENDER);
+        try_send_now(&mut tx, &view, &1u64).expect("room");
+        let (mut taker, mut state) = join_reader(&view, 1);
+        let (mut idle, _) = join_reader(&view, 2);
         let t = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || taker.try_take::<Rec>(&ring.view()))
+            thread::spawn(move || {
+                poll::<Rec>(&ring.view(), &mut taker, &mut state, false, &ALL_ALIVE)
+            })
         };
         let stolen = idle.rescue::<Rec>(&view, &ALL_ALIVE);
         assert_eq!(stolen, None, "rescued a record its live taker was copying");
-        assert_eq!(t.join().expect("taker"), Some(1));
+        assert_eq!(t.join().expect("taker"), Ok(1));
+    });
+}
+
+/// Unicast `Route`: the producer (owner `SENDER`) publishes record 0 (its done stamp)
+/// and dies before storing `head`. A worker thread receives while another thread
+/// attaches a new producer (taking the sender claim from the dead one) and sends
+/// record 1, then leaves. The new producer must start after record 0 whether the
+/// worker has taken it yet (`settled(0)`) or not (`done(0)`): every record is
+/// delivered exactly once, in order, and no slot's stamp goes backwards (both slots
+/// end settled at their own sequence numbers).
+#[test]
+fn route_takeover_after_a_consumed_record() {
+    loom::model(|| {
+        let ring = ring(2, 1, 0);
+        let view = ring.view();
+        let mut old = attach_route(&view, SENDER);
+        let (mut w, mut state) = join_reader(&view, 1);
+        // Record 0 by hand: busy stamp and W1 (`begin`), the words, the done stamp;
+        // the process dies before `commit` would store `head`.
+        assert!(old.try_claim(&view));
+        assert_eq!(old.begin(&view, &ALL_ALIVE, false), Begin::Ours);
+        old.write(&view, &1u64);
+        view.slots[view.geom.stamp_index(0)].store(stamp_done(0), Ordering::Release);
+        assert_eq!(view.ctl.head.load(Ordering::Relaxed), 0);
+        let worker = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || take_all(&mut w, &mut state, &ring.view()))
+        };
+        let successor = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let view = ring.view();
+                let mut tx = Producer::attach_route(&view, SENDER + 1, &Dead(SENDER))
+                    .expect("the dead sender's claim is taken over");
+                assert_eq!(tx.next_seq(&view), 1, "restarted at the dead one's record");
+                send_block(&mut tx, &view, &2u64);
+                tx.leave(&view);
+            })
+        };
+        successor.join().expect("successor");
+        let got = worker.join().expect("worker");
+        assert_eq!(got, [1, 2], "lost, duplicated or reordered");
+        for seq in 0..2 {
+            let stamp = view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed);
+            assert_eq!(stamp, stamp_settled(seq), "slot of {seq}");
+            assert!(stamp > stamp_busy(seq));
+        }
     });
 }

@@ -1,35 +1,45 @@
 //! The futex wait/wake protocol (`src/wait.rs`): the library's own `wait_for` with
-//! `Wait::Block` against `Producer::commit`, on the loom-modelled futex, which sleeps
+//! `Wait::Block` against a producer's commit, on the loom-modelled futex, which sleeps
 //! until woken (no timeout), so a lost wake-up is a loom deadlock.
+//!
+//! The receivers here call `wait_for` with the shipped `ring::recv::poll` as the
+//! condition, which is exactly the body of `ring::recv::recv`, plus a count of the
+//! polls: that count is what shows whether the receiver had registered as a waiter.
 #![cfg(loom)]
 
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{rec, seq_of, Rec};
-use shmchan::ring::broadcast::{Consumer, Producer, Read};
+use loom_tests::{attach_route, join_reader, rec, send_block, seq_of, Rec, ALL_ALIVE};
+use shmchan::ring::reader::Reader;
+use shmchan::ring::recv::{poll, RecvState};
 use shmchan::ring::HeapRing;
 use shmchan::wait::wait_for;
-use shmchan::Wait;
+use shmchan::{TryRecvError, Wait};
 
 const CAPACITY: u64 = 2;
 
 /// Waits for one record with `strategy`; returns it and how many times `wait_for`
 /// polled (a plain local count: no extra shared state for loom to explore).
-fn recv_one(rx: &mut Consumer, ring: &HeapRing, strategy: Wait) -> (Rec, usize) {
+fn recv_one(
+    rx: &mut Reader,
+    state: &mut RecvState,
+    ring: &HeapRing,
+    strategy: Wait,
+) -> (Rec, usize) {
     let view = ring.view();
     let mut polls = 0;
-    let got = wait_for(strategy, None, view.data_parker(), |_| {
+    let got = wait_for(strategy, None, view.data_parker(), |idle| {
         polls += 1;
-        match rx.try_read::<Rec>(&view) {
-            Read::Empty => None,
+        match poll::<Rec>(&view, rx, state, idle, &ALL_ALIVE) {
+            Err(TryRecvError::Empty) => None,
             other => Some(other),
         }
     })
     .expect("no deadline");
     match got {
-        Read::Record(r) => (r, polls),
-        other => panic!("expected a record, got {other:?}"),
+        Ok(r) => (r, polls),
+        Err(e) => panic!("expected a record, got {e:?}"),
     }
 }
 
@@ -42,14 +52,14 @@ fn recv_one(rx: &mut Consumer, ring: &HeapRing, strategy: Wait) -> (Rec, usize) 
 fn parked_receiver_always_wakes() {
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
-        let mut rx = Consumer::join(&ring.view(), 1).expect("join");
+        let view = ring.view();
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut tx = attach_route(&view, 1);
         let receiver = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || recv_one(&mut rx, &ring, Wait::Block))
+            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Block))
         };
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &rec(0));
+        send_block(&mut tx, &view, &rec(0));
         let (got, polls) = receiver.join().expect("receiver");
         assert_eq!(seq_of(got), 0);
         let data = &view.ctl.data;
@@ -67,16 +77,16 @@ fn parked_receiver_always_wakes() {
 fn two_parked_receivers_both_wake() {
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 2, false));
-        let receivers: Vec<_> = (1..=2)
+        let view = ring.view();
+        let mut tx = attach_route(&view, 1);
+        let receivers: Vec<_> = (100..=101)
             .map(|owner| {
-                let mut rx = Consumer::join(&ring.view(), owner).expect("join");
+                let (mut rx, mut state) = join_reader(&view, owner);
                 let ring = Arc::clone(&ring);
-                thread::spawn(move || recv_one(&mut rx, &ring, Wait::Block))
+                thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Block))
             })
             .collect();
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &rec(0));
+        send_block(&mut tx, &view, &rec(0));
         for r in receivers {
             assert_eq!(seq_of(r.join().expect("receiver").0), 0);
         }
@@ -90,14 +100,14 @@ fn two_parked_receivers_both_wake() {
 fn no_wake_when_nobody_parks() {
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
-        let mut rx = Consumer::join(&ring.view(), 1).expect("join");
+        let view = ring.view();
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut tx = attach_route(&view, 1);
         let receiver = {
             let ring = Arc::clone(&ring);
-            thread::spawn(move || recv_one(&mut rx, &ring, Wait::Spin))
+            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Spin))
         };
-        let view = ring.view();
-        let mut tx = Producer::attach(&view);
-        tx.push(&view, &rec(0));
+        send_block(&mut tx, &view, &rec(0));
         assert_eq!(seq_of(receiver.join().expect("receiver").0), 0);
         assert_eq!(view.ctl.data.seq.load(Ordering::Relaxed), 0, "a wake call");
         assert_eq!(view.ctl.data.waiters.load(Ordering::Relaxed), 0);
