@@ -77,7 +77,7 @@
 //!    never published.
 
 use super::gate::{gate_limit, slot_free, Gate};
-use super::table::{claim_alive, claim_free, sweep_parked};
+use super::table::{claim_alive, claim_free, evict_blocking, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
 use crate::process::{Liveness, ProcLiveness};
@@ -358,8 +358,13 @@ pub fn resolve_stall(
     }
     // Lossless broadcast: the settled stamp replaces record `seq - capacity`; a receiver
     // that has not read it yet would find it gone. Only skip what the gate admits (a
-    // gated claim stays its producer's, see "Claiming").
-    if view.lossless && !view.unicast && seq >= gate_limit(view) {
+    // gated claim stays its producer's, see "Claiming"), after evicting dead receivers
+    // that hold the gate (no producer may be left to do it).
+    if view.lossless
+        && !view.unicast
+        && seq >= gate_limit(view)
+        && (evict_blocking(view, seq, liveness) == 0 || seq >= gate_limit(view))
+    {
         return false;
     }
     if stamp
