@@ -27,7 +27,7 @@ const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 ///   sees the records published after it joined. A unicast receiver takes the oldest
 ///   record no other receiver has taken.
 /// * **Lagging** (broadcast [`Overflow::Overwrite`](crate::Overflow::Overwrite) only).
-///   A receiver that falls a whole ring behind gets [`RecvError::Lagged(n)`] once,
+///   A receiver that falls a whole ring behind gets [`RecvError::Lagged(n)`](RecvError::Lagged) once,
 ///   with `n` the number of records it missed, and the next receive returns the
 ///   oldest record still in the ring (as `tokio::sync::broadcast`). A torn or
 ///   overwritten record is never returned. In lossless modes a live receiver never
