@@ -47,6 +47,8 @@ pub(crate) fn stats_json(
         "backlog": st.backlog,
         "dead_claims": st.dead_claims,
         "rescued": st.rescued,
+        "data_waiters": st.data_waiters,
+        "space_waiters": st.space_waiters,
         "producers": st.producers.iter().map(|p| json!({
             "records_per_sec": p.index.and_then(|i| r.and_then(|r| r.producers.iter().find(|(j, _)| *j == i)).map(|(_, x)| *x)),
             "index": p.index,

@@ -187,6 +187,13 @@ fn stat_text(s: &mut String, t: &Target, info: &SegmentInfo, st: &Stats, r: &Rat
                 st.evictions
             ),
         ),
+        (
+            "asleep",
+            format!(
+                "{} waiting for records, {} waiting for room",
+                st.data_waiters, st.space_waiters
+            ),
+        ),
     ];
     for (k, v) in lines {
         let _ = writeln!(s, "{k:<10} {v}");
