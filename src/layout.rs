@@ -69,9 +69,10 @@ pub struct Membership {
     pub dead_claims: AtomicU64,
     /// Unicast: records a receiver claimed and died with, delivered to another one.
     pub rescued: AtomicU64,
-    /// Which futex pair the `Route` sender is registered on while it sleeps
-    /// ([`PARKED_DATA`], [`PARKED_SPACE`], 0 when awake): lets whoever takes over from
-    /// a sender that died asleep take its registration back.
+    /// While the `Route` sender sleeps: which futex pair it is registered on
+    /// ([`PARKED_DATA`], [`PARKED_SPACE`]) in the low two bits, its owner word above
+    /// them; 0 when awake. Lets whoever takes over from a sender that died asleep take
+    /// its registration back (`wait.rs`).
     pub sender_parked: AtomicU64,
 }
 
@@ -90,9 +91,9 @@ pub struct ReceiverEntry {
     /// Unicast: `seq + 1` of the record this receiver has claimed and is copying, 0
     /// when none. Lets another receiver deliver it if this one dies.
     pub claim: AtomicU64,
-    /// Which futex pair this receiver is registered on while it sleeps
-    /// ([`PARKED_DATA`], 0 when awake): lets whoever evicts it take the registration
-    /// back, so a receiver killed asleep does not leave the waiter count high.
+    /// While this receiver sleeps: [`PARKED_DATA`] in the low two bits, its owner word
+    /// above them; 0 when awake. Lets whoever evicts it take the registration back, so
+    /// a receiver killed asleep does not leave the waiter count high (`wait.rs`).
     pub parked: AtomicU64,
 }
 
@@ -108,8 +109,8 @@ pub struct ProducerEntry {
     pub claim: AtomicU64,
     /// Records this producer published.
     pub records: AtomicU64,
-    /// Which futex pair this producer is registered on while it sleeps
-    /// ([`PARKED_DATA`], [`PARKED_SPACE`], 0 when awake), as for receivers.
+    /// While this producer sleeps: the pair it is registered on ([`PARKED_DATA`],
+    /// [`PARKED_SPACE`]) in the low two bits, its owner word above them; 0 when awake.
     pub parked: AtomicU64,
 }
 

@@ -188,7 +188,9 @@ impl<T: Pod> Sender<T> {
     /// atomic word stores as `send` when it is published: no slot is held while the
     /// loan is out, so a loan that is dropped (or forgotten) without publishing costs
     /// nothing and blocks no one, and a reader racing the copy (a lapped receiver, the
-    /// `shmchan tail` observer) never races a plain write. The loan starts zeroed.
+    /// `shmchan tail` observer) never races a plain write. The loan starts zeroed and
+    /// lives in the `Loan` (on the caller's stack): for records of many megabytes,
+    /// prefer `send` from a buffer of your own.
     ///
     /// Fails only if this sender lost its role.
     ///

@@ -93,15 +93,17 @@ pub struct Parker<'a> {
     pub waiters: &'a AtomicU32,
     /// Wake calls that woke nobody (see [`Parker::wake_if_parked`]).
     pub futile: &'a AtomicU32,
-    /// The waiter's own `parked` word in its table entry, and the tag that names this
-    /// pair there (`layout.rs`): while registered, the waiter stores the tag in it, so
-    /// that a peer that finds the waiter dead can take its registration back. `None`
-    /// for a waiter with no entry (tests).
+    /// The waiter's own `parked` word in its table entry, and the value it stores
+    /// there while registered: the tag that names this pair (`layout.rs`) in the low
+    /// two bits, the waiter's owner word above them. A peer that finds the waiter dead
+    /// takes the registration back ([`take_back`]); the owner bits keep a waiter that
+    /// was wrongly judged dead from taking back the registration of the entry's next
+    /// owner when it wakes. `None` for a waiter with no entry (tests).
     pub mine: Option<(&'a AtomicU64, u64)>,
 }
 
-/// How many futile wake calls (a registered waiter count, nobody asleep) between two
-/// looks for sleepers that died registered.
+/// How many futile wake calls in a row (a registered waiter count, nobody asleep)
+/// before a look for sleepers that died registered.
 const SWEEP_EVERY: u32 = 1024;
 
 impl<'a> Parker<'a> {
@@ -115,10 +117,11 @@ impl<'a> Parker<'a> {
         }
     }
 
-    /// The same pair, registered through the waiter's own `parked` word with `tag`.
-    pub fn registered(self, parked: &'a AtomicU64, tag: u64) -> Parker<'a> {
+    /// The same pair, registered through the `parked` word of the entry held by
+    /// `owner`, with `tag` naming the pair.
+    pub fn registered(self, (parked, owner): (&'a AtomicU64, u64), tag: u64) -> Parker<'a> {
         Parker {
-            mine: Some((parked, tag)),
+            mine: Some((parked, owner << 2 | tag)),
             ..self
         }
     }
@@ -128,7 +131,8 @@ impl<'a> Parker<'a> {
     /// loads: the fence, with the waiter's heavy one, orders them after the progress
     /// store.
     ///
-    /// Returns `true` once every [`SWEEP_EVERY`] wake calls that found nobody asleep:
+    /// Returns `true` once every [`SWEEP_EVERY`] wake calls in a row that found nobody
+    /// asleep:
     /// a waiter count that stays high while nobody sleeps is the mark of a sleeper that
     /// died registered, and the caller should then sweep the table
     /// (`ring/table.rs`, `sweep_parked`).
@@ -143,10 +147,15 @@ impl<'a> Parker<'a> {
     #[cold]
     pub fn wake(&self) -> bool {
         self.seq.fetch_add(1, Ordering::Release);
+        // `Relaxed`: a statistic that only paces the sweeps. A wake that reaches a
+        // sleeper resets it, so only a run of futile calls leads to a sweep (a waiter
+        // registered but not yet asleep makes single futile calls all the time).
         if futex::wake_all(self.seq) > 0 {
+            if self.futile.load(Ordering::Relaxed) != 0 {
+                self.futile.store(0, Ordering::Relaxed);
+            }
             return false;
         }
-        // `Relaxed`: a statistic that only paces the sweeps.
         self.futile.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
     }
 
@@ -163,11 +172,13 @@ impl<'a> Parker<'a> {
     }
 
     /// Unregisters, unless a peer that judged this process dead already did it for us
-    /// (it cleared the tag).
+    /// (it cleared the word, which may since hold the next owner's registration).
     fn unregister(&self) {
-        let ours = self
-            .mine
-            .is_none_or(|(parked, tag)| parked.swap(0, Ordering::Relaxed) == tag);
+        let ours = self.mine.is_none_or(|(parked, value)| {
+            parked
+                .compare_exchange(value, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
         if ours {
             decrement(self.waiters);
         }
@@ -177,7 +188,7 @@ impl<'a> Parker<'a> {
 /// Takes back the registration of a sleeper that died (or was judged dead) while
 /// registered with its `parked` word: clears the tag and decrements the count it names.
 pub(crate) fn take_back(parked: &AtomicU64, data: &AtomicU32, space: &AtomicU32) {
-    match parked.swap(0, Ordering::Relaxed) {
+    match parked.swap(0, Ordering::Relaxed) & 3 {
         PARKED_DATA => decrement(data),
         PARKED_SPACE => decrement(space),
         _ => {}

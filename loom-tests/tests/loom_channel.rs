@@ -492,6 +492,50 @@ fn channel_disconnect_drains_after_a_dead_claim() {
     });
 }
 
+/// `Overflow::Block`, two receivers: producer A claims sequence number 0 and dies
+/// before `begin`; producer B sends one record (1) and leaves; both before the
+/// receivers start. Both receivers then drain at once, polling with `check_liveness`
+/// (an oracle calling A dead): each must get B's record, and only then
+/// `Disconnected`. The race: one receiver finds slot 0 unwritten, the other skips it
+/// first, and the first one's own skip then fails; it must read again, not conclude
+/// that it is disconnected.
+#[test]
+fn channel_disconnect_drain_two_receivers() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::with_producers::<u64>(2, 2, 2, true, false));
+        let view = ring.view();
+        let mut doomed = join_channel(&view, owner(0));
+        let mut live = join_channel(&view, owner(1));
+        let receivers: Vec<_> = [100, 101].map(|o| join_reader(&view, o)).into();
+        assert!(doomed.try_claim(&view), "A claims 0");
+        send_block(&mut live, &view, &value(1, 0));
+        live.leave(&view);
+        let threads: Vec<_> = receivers
+            .into_iter()
+            .map(|(mut rx, mut state)| {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    let view = ring.view();
+                    let oracle = Dead(owner(0));
+                    let mut got = Vec::new();
+                    loop {
+                        match poll::<u64>(&view, &mut rx, &mut state, true, &oracle) {
+                            Ok(v) => got.push(v),
+                            Err(TryRecvError::Empty) => thread::yield_now(),
+                            Err(TryRecvError::Disconnected) => return got,
+                            Err(e) => panic!("lossless receiver got {e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            let got = t.join().expect("receiver");
+            assert_eq!(got, [value(1, 0)], "Disconnected before B's record");
+        }
+    });
+}
+
 /// A liveness oracle that calls everyone dead the first time it is asked, then tells
 /// the truth (everyone alive). Used by one thread only.
 struct LiesOnce {

@@ -295,9 +295,10 @@ impl Shared {
         published
     }
 
-    /// This producer's `parked` word, for registering as a sleeper (`wait.rs`).
-    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
-        &self.entry(view).parked
+    /// This producer's `parked` word and owner word, for registering as a sleeper
+    /// (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> (&'a AtomicU64, u64) {
+        (&self.entry(view).parked, self.owner)
     }
 
     /// The table changed (an eviction): rescan before the next claim.
@@ -324,6 +325,13 @@ impl Shared {
         fence(Ordering::SeqCst);
         view.data_parker().wake_if_parked();
     }
+}
+
+/// Whether the slot of `seq` holds a state at or past `done(seq)`: published, skipped
+/// (possibly by another receiver) or overwritten, so a reader waiting on `seq` has
+/// something to read or step over.
+pub fn resolved(view: &RingView<'_>, seq: u64) -> bool {
+    view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire) >= stamp_done(seq)
 }
 
 /// A receiver has waited on `seq` for a liveness tick (`patient`: for two, or no
@@ -382,8 +390,10 @@ pub fn resolve_stall(
         .membership
         .dead_claims
         .fetch_add(1, Ordering::Relaxed);
-    // Producers blocked on this slot (unicast) may go on.
+    // Producers blocked on this slot (unicast) may go on, and so may a producer that
+    // waited on `data` for the lap-older writer this replaced.
     fence(Ordering::SeqCst);
     view.space_parker().wake_if_parked();
+    view.data_parker().wake_if_parked();
     true
 }

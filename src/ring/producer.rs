@@ -198,10 +198,11 @@ impl Producer {
         }
     }
 
-    /// This producer's `parked` word, for registering as a sleeper (`wait.rs`).
-    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+    /// This producer's `parked` word and owner word, for registering as a sleeper
+    /// (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> (&'a AtomicU64, u64) {
         match self {
-            Producer::Single(_) => &view.ctl.membership.sender_parked,
+            Producer::Single(p) => (&view.ctl.membership.sender_parked, p.owner()),
             Producer::Shared { producer, .. } => producer.parked(view),
         }
     }

@@ -75,8 +75,9 @@ impl Reader {
         }
     }
 
-    /// This receiver's `parked` word, for registering as a sleeper (`wait.rs`).
-    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
+    /// This receiver's `parked` word and owner word, for registering as a sleeper
+    /// (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> (&'a AtomicU64, u64) {
         match self {
             Reader::Broadcast(c) => c.parked(view),
             Reader::Unicast(w) => w.parked(view),

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use bytemuck::Pod;
 
-use super::multi::resolve_stall;
+use super::multi::{resolve_stall, resolved};
 use super::reader::Reader;
 use super::table::{reap_dead_producers, reap_sender, senders_present};
 use super::RingView;
@@ -116,14 +116,21 @@ pub fn poll<T: Pod>(
         return Err(TryRecvError::Empty);
     }
     // The senders are gone: drain what they published, stepping over claims nobody
-    // is left to write. Bounded: each round skips one sequence number.
+    // is left to write (another receiver may step over one first: then read again).
+    // Bounded: each round reads past one sequence number or stops.
     for _ in 0..=view.geom.capacity {
         if let Some(result) = reader.read::<T>(view) {
             return result;
         }
-        if view.producers.is_empty()
-            || !resolve_stall(view, reader.waiting_on(view), liveness, true)
-        {
+        if view.producers.is_empty() {
+            break;
+        }
+        // A producer that attached meanwhile will write: not disconnected after all.
+        if senders_present(view) {
+            return Err(TryRecvError::Empty);
+        }
+        let seq = reader.waiting_on(view);
+        if !resolve_stall(view, seq, liveness, true) && !resolved(view, seq) {
             break;
         }
     }

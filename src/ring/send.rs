@@ -67,7 +67,14 @@ pub fn try_send<T: Pod>(
                 return Err(SendFail::Full);
             }
         }
-        match p.begin(view, liveness, check_liveness) {
+        let mut begun = p.begin(view, liveness, check_liveness);
+        if begun == Begin::Gated && check_liveness {
+            // A dead receiver may be what holds the gate (a pending claim skipped the
+            // eviction above): evict it and look again.
+            p.evict_dead(view, liveness);
+            begun = p.begin(view, liveness, true);
+        }
+        match begun {
             Begin::Ours => {
                 p.write(view, value);
                 if p.commit(view) {
@@ -91,7 +98,15 @@ pub fn send<T: Pod>(
     deadline: Option<Instant>,
     liveness: &impl Liveness,
 ) -> Result<(), SendFail> {
+    let mut first = true;
     loop {
+        // A round that ended with a void claim: the waits below look at the deadline
+        // only when they have to wait, so look here (not on the first round: a zero
+        // timeout still tries once).
+        if !first && deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(SendFail::Full);
+        }
+        first = false;
         // Returns at once with a pending claim.
         reserve(p, view, strategy, deadline, liveness)?;
         let begun = match p.begin(view, liveness, false) {

@@ -364,6 +364,30 @@ fn channel_claims_after_a_join_are_gated_even_with_more_producers_than_slots() {
 }
 
 #[test]
+fn a_gated_claim_held_back_by_a_dead_receiver_is_freed_by_try_send() {
+    let ring = HeapRing::with_producers::<u64>(2, 2, 3, true, false);
+    let view = ring.view();
+    let mut ps: Vec<Producer> = (1..=3).map(|o| channel(&view, o)).collect();
+    for (i, p) in ps.iter_mut().enumerate() {
+        push(p, &view, i as u64);
+    }
+    let _rx = Consumer::join(&view, 100).expect("receiver");
+    push(&mut ps[0], &view, 3u64);
+    push(&mut ps[1], &view, 4u64);
+    // The claim of 5 is gated by the receiver, which then dies without reading.
+    assert_eq!(
+        try_send(&mut ps[2], &view, &5u64, &ALIVE, true),
+        Err(SendFail::Full)
+    );
+    assert_eq!(try_send(&mut ps[2], &view, &5u64, &Dead(100), true), Ok(()));
+    assert_eq!(
+        live_receivers(&view, &ALIVE),
+        0,
+        "the dead receiver was evicted"
+    );
+}
+
+#[test]
 fn a_dead_claim_does_not_disconnect_early_when_the_others_have_left() {
     let ring = HeapRing::with_producers::<u64>(4, 2, 2, true, false);
     let view = ring.view();

@@ -67,9 +67,10 @@ impl Worker {
         &view.receivers[self.index]
     }
 
-    /// This receiver's `parked` word, for registering as a sleeper (`wait.rs`).
-    pub fn parked<'a>(&self, view: &RingView<'a>) -> &'a AtomicU64 {
-        &self.entry(view).parked
+    /// This receiver's `parked` word and owner word, for registering as a sleeper
+    /// (`wait.rs`).
+    pub fn parked<'a>(&self, view: &RingView<'a>) -> (&'a AtomicU64, u64) {
+        (&self.entry(view).parked, self.owner)
     }
 
     /// Whether the entry was taken from this receiver.
