@@ -240,6 +240,10 @@ impl TryRecvError {
 /// Why [`Sender::send`](crate::Sender::send) or [`Loan::publish`](crate::Loan::publish)
 /// did not send. Carries the value back.
 ///
+/// For the batch sends ([`Sender::send_many`](crate::Sender::send_many),
+/// [`Sender::try_send_many`](crate::Sender::try_send_many)) `T` is the number of
+/// records of the slice sent before the role was lost.
+///
 /// A broadcast sender with no receiver still sends (receivers that join later start
 /// at the newest position), so unlike crossbeam's `SendError` this is not about
 /// receivers: the only way a send fails is that this sender lost its role.
@@ -265,7 +269,8 @@ pub enum TrySendError<T> {
 }
 
 /// Why [`Sender::send_timeout`](crate::Sender::send_timeout) did not send. Carries the
-/// value back.
+/// value back; for [`Sender::send_many_timeout`](crate::Sender::send_many_timeout), the
+/// number of records sent before.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendTimeoutError<T> {

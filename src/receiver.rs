@@ -196,6 +196,151 @@ impl<T: Pod> Receiver<T> {
         result
     }
 
+    /// Receives at least one record into the front of `out`, waiting for it per the
+    /// [`Wait`] strategy, together with every further record that is ready now, up to
+    /// `out.len()`; returns how many. `Ok(0)` at once if `out` is empty.
+    ///
+    /// Broadcast receivers read the batch with one cursor store (a lossless sender
+    /// sees the slots freed all at once); unicast receivers take the records one at a
+    /// time, so each still goes to exactly one receiver. Errors are those of
+    /// [`Receiver::recv`]: a lap met after some records ends the batch there, and the
+    /// next call reports [`RecvError::Lagged`]; nothing is skipped silently.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{Overflow, Route};
+    ///
+    /// # let name = format!("doc-recv-many-{}", std::process::id());
+    /// let builder = Route::<u32>::builder(&name).capacity(8).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// tx.send_many(&[1, 2, 3])?;
+    /// let mut buf = [0u32; 16];
+    /// let n = rx.recv_many(&mut buf)?;
+    /// assert_eq!(&buf[..n], [1, 2, 3]);
+    /// # drop((tx, rx)); Route::<u32>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_many(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
+        match self.recv_many_deadline(out, None) {
+            Ok(n) => Ok(n),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
+            // No deadline: nothing else ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Like [`Receiver::recv_many`], giving up with [`RecvTimeoutError::Timeout`]
+    /// after `timeout` if no record came.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use shmchan::{Route, RecvTimeoutError};
+    ///
+    /// # let name = format!("doc-recv-many-timeout-{}", std::process::id());
+    /// let builder = Route::<u64>::builder(&name);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// let mut buf = [0u64; 4];
+    /// let timeout = Duration::from_millis(1);
+    /// assert_eq!(rx.recv_many_timeout(&mut buf, timeout), Err(RecvTimeoutError::Timeout));
+    /// tx.send(9)?;
+    /// assert_eq!(rx.recv_many_timeout(&mut buf, timeout), Ok(1));
+    /// assert_eq!(buf[0], 9);
+    /// # drop((tx, rx)); Route::<u64>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_many_timeout(
+        &mut self,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_many_deadline(out, Some(Instant::now() + timeout))
+    }
+
+    /// Copies the records that are there now into the front of `out`, up to
+    /// `out.len()`, and returns how many: at least one, or
+    /// [`TryRecvError::Empty`] if there is none (`Ok(0)` if `out` is empty). Lags and
+    /// disconnection are reported as by [`Receiver::try_recv`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{Route, TryRecvError};
+    ///
+    /// # let name = format!("doc-try-recv-many-{}", std::process::id());
+    /// let builder = Route::<u16>::builder(&name).capacity(4); // Overflow::Overwrite
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// let mut buf = [0u16; 3];
+    /// assert_eq!(rx.try_recv_many(&mut buf), Err(TryRecvError::Empty));
+    /// tx.send_many(&[10, 11, 12, 13, 14, 15])?;
+    /// // Lapped: the 2 oldest records are gone, and we are told so once.
+    /// assert_eq!(rx.try_recv_many(&mut buf), Err(TryRecvError::Lagged(2)));
+    /// assert_eq!(rx.try_recv_many(&mut buf), Ok(3));
+    /// assert_eq!(buf, [12, 13, 14]);
+    /// assert_eq!(rx.try_recv_many(&mut buf), Ok(1));
+    /// assert_eq!(buf[0], 15);
+    /// # drop((tx, rx)); Route::<u16>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_recv_many(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let view = self.segment.view();
+        let reader = self
+            .reader
+            .as_mut()
+            .expect("the reader is present until drop");
+        let mut result = match reader.read_many::<T>(&view, out) {
+            Some(result) => result,
+            None => Err(TryRecvError::Empty),
+        };
+        if result == Err(TryRecvError::Empty) {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
+            result = recv::poll_many::<T>(
+                &view,
+                reader,
+                &mut self.state,
+                check_liveness,
+                &ProcLiveness,
+                out,
+            );
+        }
+        if let Err(TryRecvError::Lagged(n)) = result {
+            self.lagged_total = self.lagged_total.saturating_add(n);
+        }
+        result
+    }
+
+    fn recv_many_deadline(
+        &mut self,
+        out: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvTimeoutError> {
+        let view = self.segment.view();
+        let reader = self
+            .reader
+            .as_mut()
+            .expect("the reader is present until drop");
+        let result = recv::recv_many::<T>(
+            &view,
+            reader,
+            &mut self.state,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+            out,
+        );
+        if let Err(RecvTimeoutError::Lagged(n)) = result {
+            self.lagged_total = self.lagged_total.saturating_add(n);
+        }
+        result
+    }
+
     /// A blocking iterator over records. It ends when the senders disconnect or this
     /// receiver is evicted. A lag (broadcast `Overwrite` only) does not end it: the
     /// records missed are counted in [`Receiver::lagged_total`], which the caller

@@ -180,6 +180,127 @@ impl<T: Pod> Sender<T> {
         )
     }
 
+    /// Sends every record of `records`, in order, waiting (per the [`Wait`] strategy)
+    /// for room in lossless modes; returns how many were sent (`records.len()`).
+    ///
+    /// A `Route` publishes the records in chunks of at most the capacity, with one
+    /// `head` store and at most one wake of sleeping receivers per chunk; a `Channel`
+    /// claims and publishes each record on its own. If this sender loses its role the
+    /// call stops, and [`SendError::Evicted`] carries how many records were sent
+    /// before (the rest, `records[n..]`, were not).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{Overflow, Route};
+    ///
+    /// # let name = format!("doc-send-many-{}", std::process::id());
+    /// let builder = Route::<u64>::builder(&name).capacity(4).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// assert_eq!(tx.send_many(&[1, 2, 3])?, 3);
+    /// let mut buf = [0u64; 4];
+    /// assert_eq!(rx.try_recv_many(&mut buf)?, 3);
+    /// assert_eq!(buf[..3], [1, 2, 3]);
+    /// # drop((tx, rx)); Route::<u64>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_many(&mut self, records: &[T]) -> Result<usize, SendError<usize>> {
+        match self.send_many_deadline(records, None) {
+            Ok(n) => Ok(n),
+            // No deadline: only eviction ends the wait.
+            Err((n, _)) => Err(SendError::Evicted(n)),
+        }
+    }
+
+    /// Sends as many of `records`, in order, as there is room for now, and returns how
+    /// many: `Ok(n)` with `n < records.len()` when a lossless ring filled (send
+    /// `records[n..]` later). The error is only for losing the role:
+    /// [`SendError::Evicted`] with how many were sent before.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{Overflow, Route};
+    ///
+    /// # let name = format!("doc-try-send-many-{}", std::process::id());
+    /// let builder = Route::<u8>::builder(&name).capacity(2).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// // Lossless: room for 2 until the receiver reads.
+    /// assert_eq!(tx.try_send_many(&[1, 2, 3])?, 2);
+    /// assert_eq!(rx.recv()?, 1);
+    /// assert_eq!(tx.try_send_many(&[3])?, 1);
+    /// # drop((tx, rx)); Route::<u8>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send_many(&mut self, records: &[T]) -> Result<usize, SendError<usize>> {
+        let view = self.segment.view();
+        let first = send::try_send_many(&mut self.producer, &view, records, &ProcLiveness, false)
+            .map_err(|(n, _)| SendError::Evicted(n))?;
+        if first == records.len() {
+            return Ok(first);
+        }
+        // Dead receivers (or a dead writer holding a slot) may be what holds us back.
+        // Look at most once a tick: the check reads /proc.
+        let now = Instant::now();
+        if self
+            .last_liveness
+            .is_some_and(|t| now.duration_since(t) < IDLE_TICK)
+        {
+            return Ok(first);
+        }
+        self.last_liveness = Some(now);
+        let rest = &records[first..];
+        match send::try_send_many(&mut self.producer, &view, rest, &ProcLiveness, true) {
+            Ok(n) => Ok(first + n),
+            Err((n, _)) => Err(SendError::Evicted(first + n)),
+        }
+    }
+
+    /// Like [`Sender::send_many`], giving up after `timeout`:
+    /// [`SendTimeoutError::Timeout`] carries how many records were sent by then.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use shmchan::{Overflow, Route, SendTimeoutError};
+    ///
+    /// # let name = format!("doc-send-many-timeout-{}", std::process::id());
+    /// let builder = Route::<u32>::builder(&name).capacity(2).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let _rx = builder.receiver()?;
+    /// let timeout = Duration::from_millis(1);
+    /// assert!(matches!(tx.send_many_timeout(&[1, 2, 3], timeout), Err(SendTimeoutError::Timeout(2))));
+    /// # drop((tx, _rx)); Route::<u32>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_many_timeout(
+        &mut self,
+        records: &[T],
+        timeout: Duration,
+    ) -> Result<usize, SendTimeoutError<usize>> {
+        match self.send_many_deadline(records, Some(Instant::now() + timeout)) {
+            Ok(n) => Ok(n),
+            Err((n, SendFail::Full)) => Err(SendTimeoutError::Timeout(n)),
+            Err((n, SendFail::Evicted)) => Err(SendTimeoutError::Evicted(n)),
+        }
+    }
+
+    fn send_many_deadline(
+        &mut self,
+        records: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, (usize, SendFail)> {
+        let view = self.segment.view();
+        send::send_many(
+            &mut self.producer,
+            &view,
+            records,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+        )
+    }
+
     /// Lends a record to be filled in place of a value, then
     /// [published](Loan::publish), which sends it like [`Sender::send`] (waiting for
     /// room in lossless modes).

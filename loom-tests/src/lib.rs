@@ -24,8 +24,8 @@ use bytemuck::Pod;
 use shmchan::process::Liveness;
 use shmchan::ring::producer::Producer;
 use shmchan::ring::reader::Reader;
-use shmchan::ring::recv::{recv, RecvState};
-use shmchan::ring::send::{send, try_send, SendFail};
+use shmchan::ring::recv::{recv, recv_many, RecvState};
+use shmchan::ring::send::{send, send_many, try_send, SendFail};
 use shmchan::ring::RingView;
 use shmchan::{RecvTimeoutError, Wait};
 
@@ -102,4 +102,22 @@ pub fn recv_block<T: Pod>(
     state: &mut RecvState,
 ) -> Result<T, RecvTimeoutError> {
     recv(view, reader, state, Wait::Block, None, &ALL_ALIVE)
+}
+
+/// `ring::send::send_many` with `Wait::Block`, no deadline, everyone alive: all of
+/// `records` go out (a `Route` in chunks).
+pub fn send_many_block<T: Pod>(p: &mut Producer, view: &RingView<'_>, records: &[T]) {
+    let sent = send_many(p, view, records, Wait::Block, None, &ALL_ALIVE)
+        .expect("send_many: no deadline, not evicted");
+    assert_eq!(sent, records.len());
+}
+
+/// `ring::recv::recv_many` with `Wait::Block`, no deadline, everyone alive.
+pub fn recv_many_block<T: Pod>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    out: &mut [T],
+) -> Result<usize, RecvTimeoutError> {
+    recv_many(view, reader, state, Wait::Block, None, &ALL_ALIVE, out)
 }

@@ -67,6 +67,35 @@
 //! newcomer's, so a stale cursor seen by a rescan between the claim and the store only
 //! makes the producer more careful.
 //!
+//! # Reading a batch
+//!
+//! [`Consumer::try_read_many`] reads consecutive records from the cursor, each with the
+//! copy-and-check of `try_read` (R1, copy, R2, re-check: invariant 2 holds per record,
+//! whatever the batch), stepping over settled stamps, and publishes the cursor *once*
+//! at the end of the batch: one `Release` store and, in lossless mode, one light fence
+//! `F_a` and at most one wake of a producer parked on `space`.
+//!
+//! Why one store per batch keeps invariant 3: the producer gates on the cursor it
+//! *reads*. Until the batch's store the published cursor is the batch's first sequence
+//! number `c`, at or below every record the batch copies, so no producer writes any
+//! slot of the batch (writing `seq + capacity` needs a cursor `> seq`) while we copy
+//! it: a later store only delays freeing slots, it never frees one early. The single
+//! `Release` store then orders *all* the batch's copies before the producer's
+//! `Acquire` rescan that sees it, exactly as the per-record store did for one copy
+//! (the earlier copies are sequenced before it). The wake argument is the one of
+//! `advance`: a producer that parked after reading an older cursor registered and
+//! fenced (`F_w`) before re-checking; against `F_a` after our store, either its
+//! re-check sees the new cursor or we see it registered and wake it. Intermediate
+//! cursors are never published, so a producer blocked on this receiver may sleep a
+//! little longer, never for ever.
+//!
+//! A lap met after at least one record ends the batch *before* the lapped record: the
+//! records before it are returned, the cursor is left on it, and the next read
+//! (`try_read` or `try_read_many`) meets the lap again and reports `Lagged(n)` from
+//! there, so nothing is skipped silently and records returned plus lags reported add
+//! up to the cursor's progress. A lap on the first record is reported at once, as
+//! `try_read` does.
+//!
 //! # Leaving and eviction
 //!
 //! A receiver leaves by storing 0 into its owner word (CAS) and waking a producer
@@ -92,6 +121,17 @@ pub enum Read<T> {
     Empty,
     /// The receiver was lapped and skipped this many records; its cursor now points at
     /// the oldest record that may still be in the ring.
+    Lagged(u64),
+}
+
+/// What a receiver's non-blocking batch read found ([`Consumer::try_read_many`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// This many records (at least one) were copied to the front of the buffer.
+    Records(usize),
+    /// Nothing published beyond the cursor yet (or the buffer was empty).
+    Empty,
+    /// As [`Read::Lagged`]: lapped on the first record, this many skipped.
     Lagged(u64),
 }
 
@@ -203,6 +243,80 @@ impl Consumer {
             return self.resync(view, seq);
         }
         Read::Empty
+    }
+
+    /// Reads consecutive records into `out`, as many as are published and intact, up to
+    /// `out.len()`, and publishes the cursor once at the end (module doc, "Reading a
+    /// batch"). A lap after at least one record ends the batch before it; the next
+    /// read reports it.
+    #[inline]
+    pub fn try_read_many<T: Pod>(&mut self, view: &RingView<'_>, out: &mut [T]) -> Batch {
+        let mut seq = self.cursor;
+        let mut n = 0;
+        let mut lapped = false;
+        // Bounded: each round fills one element of `out` or steps over one settled
+        // slot, and at most `capacity + 1` of those (as in `try_read`).
+        let mut settled_left = view.geom.capacity.saturating_add(1);
+        while n < out.len() {
+            let want = stamp_done(seq);
+            let stamp = &view.slots[view.geom.stamp_index(seq)];
+            // R1 (seqlock.rs): pairs with the producer's W2.
+            let s1 = stamp.load(Ordering::Acquire);
+            if s1 < want {
+                break;
+            }
+            if s1 == want {
+                if let Some(value) = copy_if_intact::<T>(view, seq) {
+                    out[n] = value;
+                    n += 1;
+                    seq = seq.wrapping_add(1);
+                    continue;
+                }
+            } else if s1 == stamp_settled(seq) && settled_left > 0 {
+                // A `Channel` claim skipped (its producer died): no record.
+                settled_left -= 1;
+                seq = seq.wrapping_add(1);
+                continue;
+            } else if s1 == stamp_settled(seq) {
+                break;
+            }
+            lapped = true;
+            break;
+        }
+        if n == 0 && lapped {
+            // Lapped on the first record: `resync` publishes the cursor (once).
+            self.cursor = seq;
+            return match self.resync::<()>(view, seq) {
+                Read::Lagged(k) => Batch::Lagged(k),
+                _ => Batch::Empty,
+            };
+        }
+        if seq != self.cursor {
+            self.publish_batch(view, seq);
+        }
+        if n == 0 {
+            Batch::Empty
+        } else {
+            Batch::Records(n)
+        }
+    }
+
+    /// The cursor store of a batch read, with its own switches for the weakened loom
+    /// builds; otherwise [`Consumer::advance`].
+    #[inline(always)]
+    fn publish_batch(&mut self, view: &RingView<'_>, next: u64) {
+        self.cursor = next;
+        // `Release`: pairs with the producer's `Acquire` rescan; every copy of the
+        // batch happens before its next write of those slots.
+        self.entry(view).cursor.store(next, Ordering::Release);
+        if view.lossless {
+            // F_a of the batch: pairs with the producer's heavy F_w when it parks on
+            // `space` (wait.rs).
+            light_fence!("rb_fa");
+            if view.space_parker().wake_if_parked() {
+                sweep_parked(view, &ProcLiveness);
+            }
+        }
     }
 
     /// Moves the cursor past a lapped record, to the oldest one that may still be in

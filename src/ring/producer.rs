@@ -119,6 +119,40 @@ impl Producer {
         }
     }
 
+    /// The hot path of a batch: publishes as many of `records` as go out now without
+    /// waiting, and returns how many. A `Route` writes them as chunks of at most
+    /// `capacity` records with one `head` store, join check and wake per chunk
+    /// (`single.rs`, "Sending a batch"). A `Channel` needs a claim and a join check per
+    /// record (`multi.rs`, "Claiming"), so it loops [`Producer::send_now`], which wakes
+    /// per record. Stops at the first record that needs the full loop (`send.rs`).
+    #[inline]
+    pub fn send_chunks<T: Pod>(
+        &mut self,
+        view: &RingView<'_>,
+        records: &[T],
+        liveness: &impl Liveness,
+    ) -> usize {
+        let mut sent = 0;
+        match self {
+            Producer::Single(p) => {
+                // Bounded: each round publishes at least one record.
+                while sent < records.len() {
+                    let k = p.send_chunk(view, &records[sent..]);
+                    if k == 0 {
+                        break;
+                    }
+                    sent += k;
+                }
+            }
+            Producer::Shared { .. } => {
+                while sent < records.len() && self.send_now(view, &records[sent], liveness) {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
     /// Step 1: whether the next record may be written now; on a `Channel`, claims its
     /// sequence number. A pending claim counts as room.
     #[inline]

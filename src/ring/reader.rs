@@ -5,7 +5,7 @@
 
 use bytemuck::Pod;
 
-use super::broadcast::{Consumer, Read};
+use super::broadcast::{Batch, Consumer, Read};
 use super::table::live_receivers;
 use super::unicast::Worker;
 use super::RingView;
@@ -64,6 +64,39 @@ impl Reader {
                 Read::Empty => None,
             },
             Reader::Unicast(w) => w.try_take::<T>(view).map(Ok),
+        }
+    }
+
+    /// Reads up to `out.len()` records into the front of `out`: `None` if there is none
+    /// now (or `out` is empty). Broadcast: one batch read, publishing the cursor once
+    /// (`broadcast.rs`, "Reading a batch"). Unicast: records taken one at a time with
+    /// [`Worker::try_take`], because the rescue protocol names one claimed record per
+    /// receiver (`unicast.rs`), which is what keeps each record exactly-once.
+    #[inline]
+    pub fn read_many<T: Pod>(
+        &mut self,
+        view: &RingView<'_>,
+        out: &mut [T],
+    ) -> Option<Result<usize, TryRecvError>> {
+        match self {
+            Reader::Broadcast(c) => match c.try_read_many::<T>(view, out) {
+                Batch::Records(n) => Some(Ok(n)),
+                // A lossless ring laps only an evicted receiver.
+                Batch::Lagged(_) if c.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
+                Batch::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
+                Batch::Empty => None,
+            },
+            Reader::Unicast(w) => {
+                let mut n = 0;
+                for slot in out.iter_mut() {
+                    match w.try_take::<T>(view) {
+                        Some(value) => *slot = value,
+                        None => break,
+                    }
+                    n += 1;
+                }
+                (n > 0).then_some(Ok(n))
+            }
         }
     }
 

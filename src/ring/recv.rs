@@ -3,6 +3,11 @@
 //! the `Wait` strategy (`wait.rs`). `Receiver` calls these functions, and the loom
 //! models call the same ones.
 //!
+//! The batch receives [`poll_many`] and [`recv_many`] are the same loop (one generic
+//! body, over what a read delivers: one record or a batch into a buffer), so recovery
+//! and disconnection are decided identically; a batch poll returns as soon as at least
+//! one record is there, with as many as are ready (`reader.rs`, `read_many`).
+//!
 //! # Recovery, once a liveness tick
 //!
 //! A poll with `check_liveness` (the blocking loop passes it about every `IDLE_TICK`,
@@ -21,6 +26,7 @@
 //! once (no patience needed) and keeps reading, so records published after a dead
 //! producer's claim are still delivered before `Disconnected`.
 
+use std::marker::PhantomData;
 use std::time::Instant;
 
 use bytemuck::Pod;
@@ -81,6 +87,78 @@ impl RecvState {
     }
 }
 
+/// What a poll delivers: one record ([`One`]) or a batch into a buffer ([`Many`]).
+/// The receive loop is written once over this.
+trait Take {
+    /// What a successful poll returns.
+    type Out;
+    /// A read of what is there now: `None` if nothing is.
+    fn read(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+    ) -> Option<Result<Self::Out, TryRecvError>>;
+    /// Unicast recovery: a record whose taker died.
+    fn rescue(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+        liveness: &impl Liveness,
+    ) -> Option<Self::Out>;
+}
+
+/// One record of type `T`.
+struct One<T>(PhantomData<fn() -> T>);
+
+impl<T: Pod> Take for One<T> {
+    type Out = T;
+
+    #[inline(always)]
+    fn read(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+    ) -> Option<Result<T, TryRecvError>> {
+        reader.read::<T>(view)
+    }
+
+    fn rescue(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+        liveness: &impl Liveness,
+    ) -> Option<T> {
+        reader.rescue::<T>(view, liveness)
+    }
+}
+
+/// Up to `.0.len()` records (never empty: the callers return `Ok(0)` first).
+struct Many<'b, T>(&'b mut [T]);
+
+impl<T: Pod> Take for Many<'_, T> {
+    type Out = usize;
+
+    #[inline]
+    fn read(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+    ) -> Option<Result<usize, TryRecvError>> {
+        reader.read_many::<T>(view, self.0)
+    }
+
+    fn rescue(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+        liveness: &impl Liveness,
+    ) -> Option<usize> {
+        let first = self.0.first_mut()?;
+        *first = reader.rescue::<T>(view, liveness)?;
+        Some(1)
+    }
+}
+
 /// One non-blocking receive: a record, or why not. `check_liveness` (about once a
 /// liveness tick) adds the recovery steps of the module doc.
 pub fn poll<T: Pod>(
@@ -90,7 +168,50 @@ pub fn poll<T: Pod>(
     check_liveness: bool,
     liveness: &impl Liveness,
 ) -> Result<T, TryRecvError> {
-    if let Some(result) = reader.read::<T>(view) {
+    poll_with(
+        view,
+        reader,
+        state,
+        check_liveness,
+        liveness,
+        &mut One(PhantomData),
+    )
+}
+
+/// One non-blocking batch receive: `Ok(n)` with `1 <= n <= out.len()` records at the
+/// front of `out`, or why none (as [`poll`]). `Ok(0)` at once if `out` is empty.
+pub fn poll_many<T: Pod>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    check_liveness: bool,
+    liveness: &impl Liveness,
+    out: &mut [T],
+) -> Result<usize, TryRecvError> {
+    if out.is_empty() {
+        return Ok(0);
+    }
+    poll_with(
+        view,
+        reader,
+        state,
+        check_liveness,
+        liveness,
+        &mut Many(out),
+    )
+}
+
+/// The body of [`poll`] and [`poll_many`].
+#[inline]
+fn poll_with<S: Take>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    check_liveness: bool,
+    liveness: &impl Liveness,
+    take: &mut S,
+) -> Result<S::Out, TryRecvError> {
+    if let Some(result) = take.read(view, reader) {
         return result;
     }
     if reader.is_evicted(view) {
@@ -102,12 +223,12 @@ pub fn poll<T: Pod>(
             reap_dead_producers(view, liveness);
             let patient = state.patient(waiting_on);
             if resolve_stall(view, waiting_on, liveness, patient) {
-                if let Some(result) = reader.read::<T>(view) {
+                if let Some(result) = take.read(view, reader) {
                     return result;
                 }
             }
         }
-        if let Some(value) = reader.rescue::<T>(view, liveness) {
+        if let Some(value) = take.rescue(view, reader, liveness) {
             return Ok(value);
         }
         reap_sender(view, liveness);
@@ -119,7 +240,7 @@ pub fn poll<T: Pod>(
     // is left to write (another receiver may step over one first: then read again).
     // Bounded: each round reads past one sequence number or stops.
     for _ in 0..=view.geom.capacity {
-        if let Some(result) = reader.read::<T>(view) {
+        if let Some(result) = take.read(view, reader) {
             return result;
         }
         if view.producers.is_empty() {
@@ -147,11 +268,58 @@ pub fn recv<T: Pod>(
     deadline: Option<Instant>,
     liveness: &impl Liveness,
 ) -> Result<T, RecvTimeoutError> {
+    recv_with(
+        view,
+        reader,
+        state,
+        strategy,
+        deadline,
+        liveness,
+        &mut One(PhantomData),
+    )
+}
+
+/// Receives at least one record into the front of `out` and as many more as are ready
+/// then (up to `out.len()`), waiting per `strategy` until `deadline` (`None`: for
+/// ever). `Ok(0)` at once if `out` is empty.
+pub fn recv_many<T: Pod>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+    out: &mut [T],
+) -> Result<usize, RecvTimeoutError> {
+    if out.is_empty() {
+        return Ok(0);
+    }
+    recv_with(
+        view,
+        reader,
+        state,
+        strategy,
+        deadline,
+        liveness,
+        &mut Many(out),
+    )
+}
+
+/// The body of [`recv`] and [`recv_many`]: polls, sleeping on `data` in between.
+fn recv_with<S: Take>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+    take: &mut S,
+) -> Result<S::Out, RecvTimeoutError> {
     let parker = view
         .data_parker()
         .registered(reader.parked(view), PARKED_DATA);
     wait_for(strategy, deadline, parker, |idle| {
-        match poll::<T>(view, reader, state, idle, liveness) {
+        match poll_with(view, reader, state, idle, liveness, take) {
             Ok(value) => Some(Ok(value)),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Lagged(n)) => Some(Err(RecvTimeoutError::Lagged(n))),

@@ -125,6 +125,58 @@ pub fn send<T: Pod>(
     }
 }
 
+/// Sends as many of `records` as there is room for now, in order, and returns how
+/// many (`records.len()` or fewer: the ring filled). `Err((sent, Evicted))`: this
+/// producer lost its role after sending `sent`. `check_liveness` as for [`try_send`].
+/// A `Route` publishes in chunks (`Producer::send_chunks`); anything unusual goes
+/// through [`try_send`], one record at a time.
+pub fn try_send_many<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    records: &[T],
+    liveness: &impl Liveness,
+    check_liveness: bool,
+) -> Result<usize, (usize, SendFail)> {
+    let mut sent = 0;
+    // Bounded: each round publishes at least one record or returns.
+    while sent < records.len() {
+        sent += p.send_chunks(view, &records[sent..], liveness);
+        let Some(value) = records.get(sent) else {
+            break;
+        };
+        match try_send(p, view, value, liveness, check_liveness) {
+            Ok(()) => sent += 1,
+            Err(SendFail::Full) => return Ok(sent),
+            Err(fail) => return Err((sent, fail)),
+        }
+    }
+    Ok(sent)
+}
+
+/// Sends all of `records`, in order, waiting per `strategy` while there is no room,
+/// until `deadline` (`None`: for ever). `Err((sent, Full))`: the deadline passed after
+/// `sent` records; `Err((sent, Evicted))`: the role was lost after `sent`.
+pub fn send_many<T: Pod>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    records: &[T],
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<usize, (usize, SendFail)> {
+    let mut sent = 0;
+    // Each round publishes at least one record, or fails at the deadline or eviction.
+    while sent < records.len() {
+        sent += p.send_chunks(view, &records[sent..], liveness);
+        let Some(value) = records.get(sent) else {
+            break;
+        };
+        send(p, view, value, strategy, deadline, liveness).map_err(|fail| (sent, fail))?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
 /// Waits until there is room for the next record (a `Channel`: claims it).
 fn reserve(
     p: &mut Producer,

@@ -18,6 +18,34 @@
 //! Why one unchecked record after a join is harmless for the single producer is the
 //! join protocol, `broadcast.rs` ("Joining").
 //!
+//! # Sending a batch
+//!
+//! [`Single::send_chunk`] writes a *chunk* of records, each with the per-record stamp
+//! protocol (busy, W1, words, W2 done), and then stores `head`, runs `F_p`, checks
+//! `joins` and wakes receivers *once* for the whole chunk. A chunk is at most
+//! `capacity` records and stops where the gate stops admitting (each record is
+//! checked against the cached gate, as a single send is).
+//!
+//! The join protocol still holds with one `head` store per chunk. Take the joiner's
+//! `F_r` and the producers' `F_p`s in their total order. A chunk whose `F_p` precedes
+//! `F_r` published a `head` the joiner's second read sees, so the joiner starts after
+//! it. A chunk whose `F_p` follows `F_r` sees the new `joins` and the *next* chunk
+//! rescans and gates on the newcomer. Only the one chunk whose `F_p` is the first after
+//! `F_r` may write without gating on it; it starts at the `head` `s` published by the
+//! previous chunk's store, which precedes that chunk's `F_p`, which precedes `F_r`, so
+//! the joiner starts at `start >= s`. The unchecked chunk writes `k <= capacity`
+//! records `s..s+k-1` and so overwrites only records below `s + k - capacity <= s <=
+//! start`: none the joiner will read. This is the single-record argument with `k` for
+//! 1, and it is why a chunk never exceeds `capacity`.
+//!
+//! The wake argument (a receiver parks with `F_w` then re-checks the stamp of its next
+//! record) is unchanged: `F_p` follows every W2 of the chunk. Between a chunk's stamp
+//! stores and its `head` store, `head` trails the stamps by at most a chunk, which a
+//! joiner or a lapped reader only sees as an older position: a lapped reader that
+//! resynchronises from such a `head` may meet the lap again and report it in two
+//! steps, whose counts still add up. A producer that dies inside a chunk leaves
+//! published records above `head`; a takeover steps over all of them (below).
+//!
 //! # Gating
 //!
 //! Lossless broadcast gates on the receivers' cursors and unicast on the slot's
@@ -27,12 +55,16 @@
 //!
 //! A new producer starts at `head`, unless the slot of `head` already holds record
 //! `head` published (`done(head)`), or published and consumed (`settled(head)`,
-//! unicast): the previous producer died between its stamp store and its `head` store,
-//! receivers may have read that record, and the new producer starts one further (a
-//! stamp that went backwards would hide the record or deliver it twice). A slot left
-//! `busy` is simply rewritten.
+//! unicast): the previous producer died between its stamp stores and its `head` store,
+//! receivers may have read those records, and the new producer starts after the last
+//! of them (a stamp that went backwards would hide a record or deliver it twice). A
+//! batch leaves at most `capacity` such records, so the scan is bounded by it. A slot
+//! left `busy` is simply rewritten.
+
+use bytemuck::Pod;
 
 use super::gate::{slot_free, Gate};
+use super::seqlock::write_record;
 use super::table::{evict_blocking, sweep_parked};
 use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, Stamp};
@@ -56,11 +88,15 @@ impl Single {
     pub fn attach(view: &RingView<'_>, owner: u64) -> Single {
         // `Acquire`: pairs with the previous producer's `Release` stores of head/stamps.
         let head = view.ctl.head.load(Ordering::Acquire);
-        let stamp = view.slots[view.geom.stamp_index(head)].load(Ordering::Acquire);
-        let next = match Stamp::decode(stamp) {
-            Stamp::Done(s) | Stamp::Settled(s) if s == head => head.wrapping_add(1),
-            _ => head,
-        };
+        let mut next = head;
+        // Bounded by the capacity: a dead producer's chunk is at most that long.
+        for _ in 0..view.geom.capacity {
+            let stamp = view.slots[view.geom.stamp_index(next)].load(Ordering::Acquire);
+            match Stamp::decode(stamp) {
+                Stamp::Done(s) | Stamp::Settled(s) if s == next => next = next.wrapping_add(1),
+                _ => break,
+            }
+        }
         if next != head {
             view.ctl.head.store(next, Ordering::Release);
         }
@@ -128,11 +164,48 @@ impl Single {
     /// Publishes the record started by [`Single::begin`] and wakes sleeping receivers.
     #[inline]
     pub fn commit(&mut self, view: &RingView<'_>) {
+        self.stamp_done(view);
+        self.publish_head(view);
+    }
+
+    /// Writes as many of `records` as may be written now, at most `capacity`, as one
+    /// chunk (module doc, "Sending a batch"): per-record stamps, then one `head` store,
+    /// `F_p`, join check and wake. Returns how many were published (0: no room, or this
+    /// process lost the sender role).
+    #[inline]
+    pub fn send_chunk<T: Pod>(&mut self, view: &RingView<'_>, records: &[T]) -> usize {
+        if !self.holds_role(view) {
+            return 0;
+        }
+        let max = records
+            .len()
+            .min(usize::try_from(view.geom.capacity).unwrap_or(usize::MAX));
+        let mut sent = 0;
+        while sent < max && self.has_space(view) {
+            let seq = self.begin(view);
+            write_record(view, seq, &records[sent]);
+            self.stamp_done(view);
+            sent += 1;
+        }
+        if sent > 0 {
+            self.publish_head(view);
+        }
+        sent
+    }
+
+    /// W2 of the record started by [`Single::begin`]; moves `next` past it.
+    #[inline(always)]
+    fn stamp_done(&mut self, view: &RingView<'_>) {
         let seq = self.next;
         // W2: pairs with the reader's R1 `Acquire` (seqlock.rs).
         view.slots[view.geom.stamp_index(seq)]
             .store(stamp_done(seq), ordering!("w2", Release, Relaxed));
         self.next = seq.wrapping_add(1);
+    }
+
+    /// Publishes `head = next`, then `F_p`, the join check and the wake ("Committing").
+    #[inline(always)]
+    fn publish_head(&mut self, view: &RingView<'_>) {
         // `Release`: a receiver that joins or resynchronises at `head` sees the stamps
         // of the records below it.
         view.ctl.head.store(self.next, Ordering::Release);

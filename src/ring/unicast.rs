@@ -32,6 +32,15 @@
 //! record and settles it with the same CAS C3. Whoever wins C3 delivers the record, so
 //! it is delivered exactly once; a taker that died after C3 had already returned it.
 //! Rescues are counted in `membership.rescued`.
+//!
+//! # Batches
+//!
+//! A batch receive (`reader.rs`, `read_many`) takes its records one at a time with
+//! [`Worker::try_take`]: the entry's `claim` names one record, which is what lets a
+//! rescuer tell a live taker's record from an orphan, so each record of a batch is
+//! claimed, copied and settled (C1-C3) before the next is claimed. A receiver that
+//! dies in a batch leaves at most one record to rescue, and every record still goes
+//! to exactly one receiver.
 
 use bytemuck::Pod;
 
