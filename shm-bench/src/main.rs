@@ -64,15 +64,18 @@ enum Cmd {
         quick: bool,
     },
     /// CI smoke test: every built-in transport, every benchmark (the fan-out without the
-    /// unicast ones), a few thousand records, every payload checked; asserts no timing.
+    /// unicast ones, latency and fan-out without the batching ones), a few thousand
+    /// records, every payload checked; asserts no timing.
     Smoke,
     /// Lists the transports: name, whether it spins or sleeps, what it is.
     ///
-    /// shmchan names read `shmchan[-channel][-unicast]-WAIT[-lossless|-loan]`: `-channel`
+    /// shmchan names read `shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN]`:
+    /// `-channel`
     /// a `Channel<T>` (else a `Route<T>`), `-unicast` `Mode::Unicast` (else broadcast),
     /// WAIT spin, adaptive or block, `-lossless` broadcast with `Overflow::Block` (else
-    /// `Overflow::Overwrite`), `-loan` sending through `loan()` + `publish()` (lossless).
-    /// Unicast is always lossless.
+    /// `Overflow::Overwrite`), `-loan` sending through `loan()` + `publish()` (lossless),
+    /// `-batchN` `send_many` / `recv_many` of N records (throughput only). Unicast is
+    /// always lossless.
     List,
     #[command(name = "__role", hide = true)]
     Role { spec: String },
@@ -260,11 +263,16 @@ fn execute(
     peers: bool,
 ) -> Result<(usize, usize)> {
     let base = config(common, fan)?;
-    let lat_t = chosen(common, transport::Bench::Latency, peers)?;
+    let (lat_t, no_lat): (Vec<Transport>, Vec<Transport>) =
+        chosen(common, transport::Bench::Latency, peers)?
+            .into_iter()
+            .partition(|t| !t.throughput_only());
+    let no_lat: Vec<&str> = no_lat.iter().map(|t| t.name()).collect();
     let tp_t = chosen(common, transport::Bench::Throughput, peers)?;
     let (fan_t, no_fan): (Vec<Transport>, Vec<Transport>) =
         chosen(common, transport::Bench::Fanout, peers)?
             .into_iter()
+            .filter(|t| !t.throughput_only())
             .partition(|t| t.broadcasts());
     let no_fan: Vec<&str> = no_fan.iter().map(|t| t.name()).collect();
     if suites.fanout && !no_fan.is_empty() && !suites.latency && !suites.throughput {
@@ -273,6 +281,13 @@ fn execute(
              (each record goes to exactly one receiver)",
             no_fan.join(", "),
             if no_fan.len() == 1 { "is" } else { "are" }
+        );
+    }
+    if (suites.latency || suites.fanout) && !suites.throughput && !no_lat.is_empty() {
+        bail!(
+            "{} {} records in batches: throughput only",
+            no_lat.join(", "),
+            if no_lat.len() == 1 { "moves" } else { "move" }
         );
     }
     let machine = sys::machine();
@@ -329,6 +344,12 @@ fn execute(
         throughput: Vec::new(),
         fanout: Vec::new(),
     };
+    if (suites.latency || suites.fanout) && !no_lat.is_empty() {
+        println!(
+            "# latency and fan-out leave out {} (batches: throughput only)",
+            no_lat.join(", ")
+        );
+    }
     if suites.fanout && !no_fan.is_empty() {
         println!(
             "# fan-out leaves out {} (unicast: each record goes to exactly one receiver)",
@@ -464,6 +485,7 @@ fn smoke() -> Result<(usize, usize)> {
             "shmchan-block-lossless".into(),
             "shmchan-channel-spin-lossless".into(),
             "shmchan-channel-unicast-block".into(),
+            "shmchan-spin-lossless-batch256".into(),
             "uds".into(),
         ]),
         ..common
@@ -496,7 +518,7 @@ fn main() -> std::process::ExitCode {
             for (name, t) in transport::ALL {
                 let built = !t.is_peer() || cfg!(feature = "peers");
                 println!(
-                    "{name:<34} {}  {}{}",
+                    "{name:<38} {}  {}{}",
                     if t.blocking() { "sleeps" } else { "spins " },
                     t.describe(),
                     if built {
@@ -507,12 +529,13 @@ fn main() -> std::process::ExitCode {
                 );
             }
             println!(
-                "\nshmchan names: shmchan[-channel][-unicast]-WAIT[-lossless|-loan]\n  \
+                "\nshmchan names: shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN]\n  \
                  -channel   Channel<T> (many producers; one attached here), else Route<T>\n  \
                  -unicast   Mode::Unicast: each record to one receiver, always lossless; no fan-out\n  \
                  WAIT       spin, adaptive (spins, then sleeps; listed as spinning) or block\n  \
                  -lossless  broadcast with Overflow::Block, else Overflow::Overwrite\n  \
-                 -loan      send through loan() + publish(); lossless"
+                 -loan      send through loan() + publish(); lossless\n  \
+                 -batchN    send_many / recv_many of N records at a time; throughput only"
             );
             Ok(0)
         }

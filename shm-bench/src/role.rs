@@ -254,6 +254,7 @@ fn produce<P: Payload>(spec: &RoleSpec, ctx: &mut Ctx, t: Transport) -> Result<R
             tx.send(&P::pattern(seq))?;
         }
     }
+    tx.flush()?;
     let elapsed_ns = sys::now_ns() - start;
     ctx.sync()?;
     Ok(RoleResult {

@@ -54,3 +54,27 @@ fn fanout_refuses_unicast_transports() {
     // Refused before anything was measured.
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
 }
+
+#[test]
+fn latency_and_fanout_refuse_batches() {
+    for bench in ["latency", "fanout"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shm-bench"))
+            .args([
+                bench,
+                "--transports",
+                "shmchan-spin-lossless,shmchan-spin-lossless-batch16",
+                "--runs",
+                "1",
+            ])
+            .output()
+            .expect("run shm-bench");
+        assert!(!out.status.success(), "{bench}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("shmchan-spin-lossless-batch16 moves records in batches"),
+            "{bench} stderr: {stderr}"
+        );
+        // Refused before anything was measured.
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{bench}");
+    }
+}

@@ -39,6 +39,11 @@ pub enum Got {
 pub trait Tx<P> {
     /// Sends one record, waiting per the transport's strategy if it is lossless and full.
     fn send(&mut self, msg: &P) -> Result<()>;
+    /// Sends whatever `send` still holds back (batching transports); the producer calls
+    /// it once after its last record.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Receiving half.
@@ -111,6 +116,9 @@ pub enum Transport {
         /// Send through `loan()` + `publish()` instead of `send` (offered only for
         /// lossless deliveries, where the loan points into the slot itself).
         loan: bool,
+        /// Records per `send_many` / `recv_many` call; 0 sends and receives one record
+        /// at a time. Throughput only.
+        batch: u16,
     },
     /// Unix domain stream socket, blocking.
     Uds,
@@ -133,6 +141,18 @@ const fn sc(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> T
         delivery,
         wait,
         loan,
+        batch: 0,
+    }
+}
+
+/// A shmchan transport moving `batch` records per `send_many` / `recv_many` call.
+const fn scb(family: Family, delivery: Delivery, wait: WaitKind, batch: u16) -> Transport {
+    Shmchan {
+        family,
+        delivery,
+        wait,
+        loan: false,
+        batch,
     }
 }
 
@@ -144,12 +164,14 @@ const UNICAST: Delivery = Delivery::Unicast;
 
 /// Every transport and its command-line name.
 ///
-/// shmchan names follow `shmchan[-channel][-unicast]-WAIT[-lossless|-loan]`:
+/// shmchan names follow `shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN]`:
 /// `-channel` opens a `Channel<T>` (default `Route<T>`); `-unicast` uses
 /// `Mode::Unicast` (default broadcast); `WAIT` is `spin`, `adaptive` or `block`;
 /// `-lossless` is broadcast with `Overflow::Block` (default `Overflow::Overwrite`);
 /// `-loan` sends through `loan()` + `publish()` and is lossless too. Unicast is always
-/// lossless, so unicast names never carry `-lossless`.
+/// lossless, so unicast names never carry `-lossless`. `-batchN` sends with
+/// `send_many` on N records at a time and receives with `recv_many` into an N-record
+/// buffer; it is offered without `-loan`, for the throughput benchmark only.
 pub const ALL: &[(&str, Transport)] = &[
     ("floor", Floor),
     ("floor-block", FloorBlock),
@@ -199,6 +221,25 @@ pub const ALL: &[(&str, Transport)] = &[
         "shmchan-channel-unicast-spin-loan",
         sc(C, UNICAST, Spin, true),
     ),
+    ("shmchan-spin-lossless-batch16", scb(R, LOSSLESS, Spin, 16)),
+    (
+        "shmchan-spin-lossless-batch256",
+        scb(R, LOSSLESS, Spin, 256),
+    ),
+    (
+        "shmchan-block-lossless-batch16",
+        scb(R, LOSSLESS, Block, 16),
+    ),
+    ("shmchan-spin-batch16", scb(R, OVERWRITE, Spin, 16)),
+    ("shmchan-unicast-spin-batch16", scb(R, UNICAST, Spin, 16)),
+    (
+        "shmchan-channel-spin-lossless-batch16",
+        scb(C, LOSSLESS, Spin, 16),
+    ),
+    (
+        "shmchan-channel-unicast-spin-batch16",
+        scb(C, UNICAST, Spin, 16),
+    ),
     ("uds", Uds),
     ("pipe", Pipe),
     ("iceoryx2-spin", Iceoryx2Spin),
@@ -238,6 +279,20 @@ impl Transport {
         matches!(self, Iceoryx2Spin | Iceoryx2Event | Ringfire(_))
     }
 
+    /// Records per `send_many` / `recv_many` call (1: one record at a time).
+    pub fn batch(self) -> usize {
+        match self {
+            Shmchan { batch, .. } => usize::from(batch).max(1),
+            _ => 1,
+        }
+    }
+
+    /// Moves records in batches, which only the throughput benchmark drives (latency
+    /// sends one record at a time, the fan-out paces each record).
+    pub fn throughput_only(self) -> bool {
+        self.batch() > 1
+    }
+
     /// Its receivers sleep in the kernel when idle (so a run needs fewer records).
     pub fn blocking(self) -> bool {
         matches!(
@@ -266,7 +321,8 @@ impl Transport {
 
     /// The sleeping counterpart of a spinning transport (for fan-outs with more receivers
     /// than free cores). A shmchan transport keeps its family and delivery and sends
-    /// with `send` (there are no sleeping loan variants).
+    /// with `send`, one record at a time (there are no sleeping loan variants, and the
+    /// fan-out has no batches).
     pub fn blocking_twin(self) -> Transport {
         match self {
             Floor => FloorBlock,
@@ -294,8 +350,9 @@ impl Transport {
                 delivery,
                 wait: w,
                 loan,
+                batch,
             } => format!(
-                "{}, {}, {}{}",
+                "{}, {}, {}{}{}",
                 match family {
                     Family::Route => "Route<T>",
                     Family::Channel => "Channel<T>",
@@ -306,7 +363,12 @@ impl Transport {
                     Delivery::Unicast => "Mode::Unicast (no fan-out)",
                 },
                 wait(w),
-                if loan { ", loan() + publish()" } else { "" }
+                if loan { ", loan() + publish()" } else { "" },
+                if batch > 1 {
+                    format!(", send_many/recv_many of {batch} (throughput only)")
+                } else {
+                    String::new()
+                }
             ),
             Uds => "Unix domain stream socket, blocking".into(),
             Pipe => "named pipe (FIFO), blocking".into(),
@@ -470,7 +532,17 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             delivery,
             wait,
             loan,
-        } => shmchan::duplex::<P>(ctx, side, shmchan::Opts::new(family, delivery, wait, loan)),
+            batch,
+        } => {
+            if batch > 1 {
+                bail!("{} sends in batches: throughput only", t.name());
+            }
+            shmchan::duplex::<P>(
+                ctx,
+                side,
+                shmchan::Opts::new(family, delivery, wait, loan, 1),
+            )
+        }
         Uds => os::uds_duplex::<P>(ctx, side),
         Pipe => os::pipe_duplex::<P>(ctx, side),
         #[cfg(feature = "peers")]
@@ -493,12 +565,16 @@ fn lossless_stream(t: Transport, bench: Bench) -> bool {
 
 /// Refuses to fan a stream out through a transport whose receivers do not each get
 /// every record (the fan-out would measure a work queue and see gaps).
+/// Refuses batches outside the throughput benchmark too.
 fn check_fanout(t: Transport, ctx: &Ctx) -> Result<()> {
     if ctx.bench == Bench::Fanout && !t.broadcasts() {
         bail!(
             "{} cannot fan out: it is unicast, each record goes to exactly one receiver",
             t.name()
         );
+    }
+    if ctx.bench != Bench::Throughput && t.throughput_only() {
+        bail!("{} sends in batches: throughput only", t.name());
     }
     Ok(())
 }
@@ -522,7 +598,11 @@ pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>
             delivery,
             wait,
             loan,
-        } => shmchan::producer::<P>(ctx, shmchan::Opts::new(family, delivery, wait, loan)),
+            ..
+        } => shmchan::producer::<P>(
+            ctx,
+            shmchan::Opts::new(family, delivery, wait, loan, t.batch()),
+        ),
         Uds => os::uds_producer::<P>(ctx),
         Pipe => os::pipe_producer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -550,7 +630,10 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             delivery,
             wait,
             ..
-        } => shmchan::consumer::<P>(ctx, shmchan::Opts::new(family, delivery, wait, false)),
+        } => shmchan::consumer::<P>(
+            ctx,
+            shmchan::Opts::new(family, delivery, wait, false, t.batch()),
+        ),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -592,8 +675,25 @@ mod tests {
                 delivery,
                 wait,
                 loan,
+                batch,
             } = t
             {
+                // `-batchN` is the last part of the name, N the batch field.
+                let (base, n) = match name.rsplit_once("-batch") {
+                    Some((base, n)) => (base, n.parse::<u16>().expect("batch size")),
+                    None => (name, 0),
+                };
+                assert_eq!(n, batch, "{name}");
+                assert!(batch != 1, "{name}: a batch of one is the per-record path");
+                assert!(!loan || batch == 0, "{name}: no loans in batches");
+                assert_eq!(t.throughput_only(), batch > 1, "{name}");
+                assert_eq!(t.batch(), usize::from(batch).max(1), "{name}");
+                if batch > 1 {
+                    // The same transport one record at a time is listed too.
+                    let single = sc(family, delivery, wait, false);
+                    assert_eq!(single.name(), base, "{name}");
+                }
+                let name = base;
                 assert_eq!(t.blocking(), wait == Block, "{name}");
                 assert_eq!(t.broadcasts(), delivery != Delivery::Unicast, "{name}");
                 // Loans are offered only where they go straight into the slot.
@@ -610,7 +710,8 @@ mod tests {
                 );
                 assert_eq!(
                     name.ends_with("-lossless"),
-                    delivery == Delivery::Lossless && !loan
+                    delivery == Delivery::Lossless && !loan,
+                    "{name}"
                 );
                 assert_eq!(name.ends_with("-loan"), loan, "{name}");
                 match twin {
@@ -619,11 +720,60 @@ mod tests {
                         delivery: d,
                         wait: Block,
                         loan: false,
+                        batch: 0,
                     } => assert_eq!((f, d), (family, delivery), "{name}"),
                     other => panic!("{name}: twin {other:?}"),
                 }
             } else {
                 assert!(t.broadcasts(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn batch_names_parse() {
+        let t = Transport::parse("shmchan-spin-lossless-batch16").expect("listed");
+        assert_eq!(t, scb(R, LOSSLESS, Spin, 16));
+        assert_eq!(t.batch(), 16);
+        assert_eq!(
+            Transport::parse("shmchan-spin-lossless-batch256").expect("listed"),
+            scb(R, LOSSLESS, Spin, 256)
+        );
+        assert_eq!(
+            Transport::parse("shmchan-unicast-spin-batch16").expect("listed"),
+            scb(R, UNICAST, Spin, 16)
+        );
+        assert_eq!(
+            Transport::parse("shmchan-channel-spin-lossless-batch16").expect("listed"),
+            scb(C, LOSSLESS, Spin, 16)
+        );
+        assert_eq!(
+            Transport::parse("shmchan-spin-lossless")
+                .expect("listed")
+                .batch(),
+            1
+        );
+        assert_eq!(Transport::Floor.batch(), 1);
+        // No loans in batches, no unlisted sizes, the suffix goes last.
+        for bad in [
+            "shmchan-spin-loan-batch16",
+            "shmchan-spin-lossless-batch",
+            "shmchan-spin-lossless-batch1",
+            "shmchan-spin-lossless-batch17",
+            "shmchan-spin-batch16-lossless",
+            "floor-batch16",
+        ] {
+            let e = Transport::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("unknown transport"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn batches_are_throughput_only() {
+        for &(name, t) in ALL {
+            if t.throughput_only() {
+                assert!(name.contains("-batch"), "{name}");
+                assert!(!t.blocking_twin().throughput_only(), "{name}");
             }
         }
     }

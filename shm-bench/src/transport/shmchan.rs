@@ -4,6 +4,11 @@
 //! Every stream here has exactly one producer, so a `Channel` measures what its
 //! multi-producer claim costs one producer, not contention between producers; and a
 //! unicast stream has one receiver (the fan-out refuses unicast transports).
+//!
+//! A batching transport (`-batchN`) keeps the harness's one-record-at-a-time calls: its
+//! sender gathers N records and hands them to `send_many` (the last, partial batch on
+//! `flush`); its receiver fills an N-record buffer with `recv_many` and hands the
+//! records out one by one, so the harness checks each as it does for every transport.
 
 use std::time::Duration;
 
@@ -21,16 +26,25 @@ pub struct Opts {
     delivery: Delivery,
     wait: WaitKind,
     loan: bool,
+    batch: usize,
 }
 
 impl Opts {
-    /// Options of one shmchan transport; `loan` applies to senders only.
-    pub fn new(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> Opts {
+    /// Options of one shmchan transport; `loan` applies to senders only; `batch` is the
+    /// number of records per `send_many` / `recv_many` call (1: `send` / `recv`).
+    pub fn new(
+        family: Family,
+        delivery: Delivery,
+        wait: WaitKind,
+        loan: bool,
+        batch: usize,
+    ) -> Opts {
         Opts {
             family,
             delivery,
             wait,
             loan,
+            batch: batch.max(1),
         }
     }
 
@@ -72,6 +86,29 @@ struct ShmRx<P: Payload> {
     lossless: bool,
 }
 
+/// Sends with `send_many`, `buf.capacity()` records at a time.
+struct BatchTx<P: Payload> {
+    tx: Sender<P>,
+    buf: Vec<P>,
+}
+
+/// Receives with `recv_many` into `buf`, then hands out `buf[next..len]`.
+struct BatchRx<P: Payload> {
+    rx: Receiver<P>,
+    lossless: bool,
+    buf: Vec<P>,
+    next: usize,
+    len: usize,
+}
+
+fn lagged(lossless: bool, n: u64) -> Result<Got> {
+    if lossless {
+        Err(anyhow!("lossless shmchan receiver lagged by {n} records"))
+    } else {
+        Ok(Got::Lagged(n))
+    }
+}
+
 impl<P: Payload> Tx<P> for ShmTx<P> {
     #[inline]
     fn send(&mut self, msg: &P) -> Result<()> {
@@ -100,12 +137,93 @@ impl<P: Payload> Rx<P> for ShmRx<P> {
                 *out = v;
                 Ok(Got::Msg)
             }
-            Err(RecvError::Lagged(n)) if self.lossless => {
-                Err(anyhow!("lossless shmchan receiver lagged by {n} records"))
-            }
-            Err(RecvError::Lagged(n)) => Ok(Got::Lagged(n)),
+            Err(RecvError::Lagged(n)) => lagged(self.lossless, n),
             Err(e) => Err(anyhow!("shmchan recv: {e}")),
         }
+    }
+}
+
+impl<P: Payload> BatchTx<P> {
+    fn send_buf(&mut self) -> Result<()> {
+        let n = self
+            .tx
+            .send_many(&self.buf)
+            .map_err(|_| anyhow!("shmchan sender lost its role"))?;
+        if n != self.buf.len() {
+            return Err(anyhow!(
+                "shmchan send_many sent {n} of {} records",
+                self.buf.len()
+            ));
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<P: Payload> Tx<P> for BatchTx<P> {
+    #[inline]
+    fn send(&mut self, msg: &P) -> Result<()> {
+        self.buf.push(*msg);
+        if self.buf.len() == self.buf.capacity() {
+            self.send_buf()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send_buf()
+    }
+}
+
+impl<P: Payload> Rx<P> for BatchRx<P> {
+    #[inline]
+    fn recv(&mut self, out: &mut P) -> Result<Got> {
+        if self.next == self.len {
+            self.next = 0;
+            self.len = 0;
+            match self.rx.recv_many(&mut self.buf) {
+                Ok(n) => self.len = n,
+                Err(RecvError::Lagged(n)) => return lagged(self.lossless, n),
+                Err(e) => return Err(anyhow!("shmchan recv_many: {e}")),
+            }
+            if self.len == 0 {
+                return Err(anyhow!("shmchan recv_many returned no record"));
+            }
+        }
+        *out = self.buf[self.next];
+        self.next += 1;
+        Ok(Got::Msg)
+    }
+}
+
+fn boxed_tx<P: Payload>(tx: Sender<P>, o: Opts) -> Box<dyn Tx<P>> {
+    if o.batch > 1 {
+        Box::new(BatchTx {
+            tx,
+            buf: Vec::with_capacity(o.batch),
+        })
+    } else {
+        Box::new(ShmTx { tx, loan: o.loan })
+    }
+}
+
+fn boxed_rx<P: Payload>(rx: Receiver<P>, o: Opts) -> Box<dyn Rx<P>> {
+    if o.batch > 1 {
+        Box::new(BatchRx {
+            rx,
+            lossless: o.lossless(),
+            buf: vec![P::zeroed(); o.batch],
+            next: 0,
+            len: 0,
+        })
+    } else {
+        Box::new(ShmRx {
+            rx,
+            lossless: o.lossless(),
+        })
     }
 }
 
@@ -165,7 +283,7 @@ pub fn producer<P: Payload>(ctx: &mut Ctx, o: Opts) -> Result<Box<dyn Tx<P>>> {
         .context("open shmchan sender")?;
     ctx.sync()?;
     wait_receivers(&tx, ctx.receivers, ctx.timeout)?;
-    Ok(Box::new(ShmTx { tx, loan: o.loan }))
+    Ok(boxed_tx(tx, o))
 }
 
 /// Stream receiver on segment `st`.
@@ -174,8 +292,5 @@ pub fn consumer<P: Payload>(ctx: &mut Ctx, o: Opts) -> Result<Box<dyn Rx<P>>> {
         .receiver()
         .context("open shmchan receiver")?;
     ctx.sync()?;
-    Ok(Box::new(ShmRx {
-        rx,
-        lossless: o.lossless(),
-    }))
+    Ok(boxed_rx(rx, o))
 }
