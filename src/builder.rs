@@ -11,6 +11,7 @@ use crate::options::{
     self, Family, Mode, Overflow, DEFAULT_CAPACITY, DEFAULT_MAX_PRODUCERS, DEFAULT_MAX_RECEIVERS,
     DEFAULT_OPEN_TIMEOUT, DEFAULT_PERMISSIONS, MAX_CAPACITY, MAX_PRODUCERS, MAX_RECEIVERS,
 };
+use crate::raw::{RawReceiver, RawSender, RecordLayout};
 use crate::receiver::Receiver;
 use crate::segment::{Fingerprint, Segment};
 use crate::sender::Sender;
@@ -125,6 +126,8 @@ pub struct Builder<T> {
     schema: Option<String>,
     permissions: u32,
     open_timeout: Duration,
+    /// The records: `T`'s layout, or the one a raw open gave.
+    layout: RecordLayout,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -144,6 +147,7 @@ impl<T> Clone for Builder<T> {
             schema: self.schema.clone(),
             permissions: self.permissions,
             open_timeout: self.open_timeout,
+            layout: self.layout.clone(),
             _record: PhantomData,
         }
     }
@@ -161,6 +165,7 @@ impl<T> std::fmt::Debug for Builder<T> {
             .field("max_receivers", &self.max_receivers)
             .field("max_producers", &self.max_producers)
             .field("path", &self.path)
+            .field("layout", &self.layout)
             .field("schema", &self.schema)
             .field("permissions", &format_args!("{:o}", self.permissions))
             .finish()
@@ -169,6 +174,42 @@ impl<T> std::fmt::Debug for Builder<T> {
 
 impl<T: Pod> Builder<T> {
     fn new(name: &str, family: Family) -> Self {
+        Self::with_layout(name, family, RecordLayout::of::<T>())
+    }
+
+    /// Opens the segment as its sender.
+    pub fn sender(self) -> Result<Sender<T>, OpenError> {
+        let (wait, family) = (self.wait, self.family);
+        let (segment, layout) = self.open()?;
+        Sender::attach(segment, family, wait, layout)
+    }
+
+    /// Opens the segment as one more receiver.
+    pub fn receiver(self) -> Result<Receiver<T>, OpenError> {
+        let wait = self.wait;
+        let (segment, layout) = self.open()?;
+        Receiver::attach(segment, wait, layout)
+    }
+}
+
+impl Builder<crate::raw::Raw> {
+    /// Opens the segment as its sender, with records as bytes.
+    pub fn sender(self) -> Result<RawSender, OpenError> {
+        let (wait, family) = (self.wait, self.family);
+        let (segment, layout) = self.open()?;
+        RawSender::attach(segment, family, wait, layout)
+    }
+
+    /// Opens the segment as one more receiver, with records as bytes.
+    pub fn receiver(self) -> Result<RawReceiver, OpenError> {
+        let wait = self.wait;
+        let (segment, layout) = self.open()?;
+        RawReceiver::attach(segment, wait, layout)
+    }
+}
+
+impl<T> Builder<T> {
+    pub(crate) fn with_layout(name: &str, family: Family, layout: RecordLayout) -> Self {
         Builder {
             name: name.to_owned(),
             family,
@@ -182,6 +223,7 @@ impl<T: Pod> Builder<T> {
             schema: None,
             permissions: DEFAULT_PERMISSIONS,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            layout,
             _record: PhantomData,
         }
     }
@@ -252,19 +294,7 @@ impl<T: Pod> Builder<T> {
         self
     }
 
-    /// Opens the segment as its sender.
-    pub fn sender(self) -> Result<Sender<T>, OpenError> {
-        let (wait, family) = (self.wait, self.family);
-        Sender::attach(self.open()?, family, wait)
-    }
-
-    /// Opens the segment as one more receiver.
-    pub fn receiver(self) -> Result<Receiver<T>, OpenError> {
-        let wait = self.wait;
-        Receiver::attach(self.open()?, wait)
-    }
-
-    fn open(self) -> Result<Segment, OpenError> {
+    fn open(self) -> Result<(Segment, RecordLayout), OpenError> {
         options::validate_name(&self.name)?;
         // Before any handle runs a light fence (barrier.rs).
         crate::barrier::init();
@@ -293,12 +323,15 @@ impl<T: Pod> Builder<T> {
                 format!("{:o} has bits beyond 0o777", self.permissions),
             );
         }
-        if align_of::<T>() > crate::layout::Geometry::MAX_ALIGN {
-            return invalid("T", format!("alignment {} exceeds 4096", align_of::<T>()));
+        if self.layout.align() > crate::layout::Geometry::MAX_ALIGN {
+            return invalid(
+                "T",
+                format!("alignment {} exceeds 4096", self.layout.align()),
+            );
         }
         let type_name = match &self.schema {
             Some(schema) => schema.clone(),
-            None => options::short_type_name(std::any::type_name::<T>()),
+            None => self.layout.schema().to_owned(),
         };
         if type_name.is_empty() || type_name.len() > options::MAX_TYPE_NAME_LEN {
             return invalid(
@@ -319,9 +352,9 @@ impl<T: Pod> Builder<T> {
             mode: self.mode.code(),
             overflow: overflow.code(),
             capacity: self.capacity as u64,
-            record_size: size_of::<T>() as u64,
-            record_align: align_of::<T>() as u64,
-            type_name,
+            record_size: self.layout.size() as u64,
+            record_align: self.layout.align() as u64,
+            type_name: type_name.clone(),
             max_receivers: self.max_receivers as u32,
             max_producers: match self.family {
                 Family::Route => 0,
@@ -331,6 +364,7 @@ impl<T: Pod> Builder<T> {
         let path = self
             .path
             .unwrap_or_else(|| options::default_path(&self.name));
-        Segment::open(&path, &fp, self.permissions, self.open_timeout)
+        let segment = Segment::open(&path, &fp, self.permissions, self.open_timeout)?;
+        Ok((segment, self.layout.with_schema(&type_name)))
     }
 }

@@ -72,6 +72,8 @@ pub mod process;
 #[cfg(not(loom))]
 mod process;
 #[cfg(not(loom))]
+pub mod raw;
+#[cfg(not(loom))]
 mod receiver;
 #[cfg(loom)]
 pub mod ring;

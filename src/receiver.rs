@@ -1,5 +1,5 @@
-//! The receiving half: a thin handle over `ring::reader::Reader` and the receive loop
-//! of `ring/recv.rs`, on a mapped segment.
+//! The typed receiving half: a thin wrapper over [`RawReceiver`] that views each `T`
+//! as its bytes (one implementation for both, `raw/receiver.rs`).
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -7,15 +7,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
-use crate::process::{self, ProcLiveness};
-use crate::ring::reader::Reader;
-use crate::ring::recv::{self, RecvState};
+use crate::raw::{RawReceiver, RecordLayout};
 use crate::segment::Segment;
 use crate::wait::Wait;
-
-/// How many empty `try_recv` calls between two liveness checks of the senders (a
-/// liveness check reads `/proc`; an empty poll must stay cheap).
-const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 
 /// The receiving half of a segment. Created by
 /// [`Route::receiver`](crate::Route::receiver), [`Channel::receiver`](crate::Channel::receiver)
@@ -65,46 +59,24 @@ const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 /// # Ok(()) }
 /// ```
 pub struct Receiver<T> {
-    segment: Segment,
-    /// `None` only during drop.
-    reader: Option<Reader>,
-    state: RecvState,
-    wait: Wait,
-    /// The owner word of the process that opened this receiver.
-    owner: u64,
-    empty_polls: u32,
-    lagged_total: u64,
+    raw: RawReceiver,
     _record: PhantomData<fn() -> T>,
 }
 
 impl<T> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
-            .field("path", &self.segment.path())
-            .field("reader", &self.reader)
-            .field("wait", &self.wait)
-            .finish()
+        f.debug_struct("Receiver").field("raw", &self.raw).finish()
     }
 }
 
 impl<T: Pod> Receiver<T> {
-    pub(crate) fn attach(segment: Segment, wait: Wait) -> Result<Self, OpenError> {
-        let view = segment.view();
-        let state = RecvState::before_join(&view);
-        let owner = process::current_owner();
-        let reader =
-            Reader::join(&view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
-                path: segment.path().to_owned(),
-                max: view.receivers.len(),
-            })?;
+    pub(crate) fn attach(
+        segment: Segment,
+        wait: Wait,
+        layout: RecordLayout,
+    ) -> Result<Self, OpenError> {
         Ok(Receiver {
-            segment,
-            reader: Some(reader),
-            state,
-            wait,
-            owner,
-            empty_polls: 0,
-            lagged_total: 0,
+            raw: RawReceiver::attach(segment, wait, layout)?,
             _record: PhantomData,
         })
     }
@@ -114,86 +86,32 @@ impl<T: Pod> Receiver<T> {
     /// Returns [`RecvError::Lagged`] once after this receiver was lapped (the next call
     /// continues with the oldest record still present), [`RecvError::Disconnected`]
     /// after every sender left or died and everything they sent was received.
-    #[inline]
+    #[inline(always)]
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        if let Some(value) = self.read_fast() {
-            return Ok(value);
-        }
-        match self.recv_slow(None) {
-            Ok(value) => Ok(value),
-            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
-            // No deadline: nothing else ends the wait.
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        let mut value = T::zeroed();
+        self.raw.recv_record(&mut value).map(|()| value)
     }
 
     /// Like [`Receiver::recv`], giving up with [`RecvTimeoutError::Timeout`] after
     /// `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        if let Some(value) = self.read_fast() {
-            return Ok(value);
-        }
-        self.recv_slow(Some(Instant::now() + timeout))
+        let mut value = T::zeroed();
+        self.raw
+            .recv_record_deadline(&mut value, Some(Instant::now() + timeout))
+            .map(|()| value)
     }
 
     /// Receives the next record if one is there now.
-    #[inline]
-    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(value) = self.read_fast() {
-            return Ok(value);
-        }
-        self.try_recv_slow()
-    }
-
-    /// The common case of every receive, inlined: the next record is there.
     #[inline(always)]
-    fn read_fast(&mut self) -> Option<T> {
-        let view = self.segment.view();
-        self.reader.as_mut()?.read_fast::<T>(&view)
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let mut value = T::zeroed();
+        self.raw.try_recv_record(&mut value).map(|()| value)
     }
 
-    #[inline(never)]
-    fn try_recv_slow(&mut self) -> Result<T, TryRecvError> {
-        self.empty_polls = self.empty_polls.wrapping_add(1);
-        let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
-        let view = self.segment.view();
-        let reader = self
-            .reader
-            .as_mut()
-            .expect("the reader is present until drop");
-        let result = recv::poll::<T>(
-            &view,
-            reader,
-            &mut self.state,
-            check_liveness,
-            &ProcLiveness,
-        );
-        if let Err(TryRecvError::Lagged(n)) = result {
-            self.lagged_total = self.lagged_total.saturating_add(n);
-        }
-        result
-    }
-
-    #[inline(never)]
-    fn recv_slow(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let view = self.segment.view();
-        let reader = self
-            .reader
-            .as_mut()
-            .expect("the reader is present until drop");
-        let result = recv::recv::<T>(
-            &view,
-            reader,
-            &mut self.state,
-            self.wait,
-            deadline,
-            &ProcLiveness,
-        );
-        if let Err(RecvTimeoutError::Lagged(n)) = result {
-            self.lagged_total = self.lagged_total.saturating_add(n);
-        }
-        result
+    /// This receiver as a [`RawReceiver`] (records as bytes), e.g. to hand it to code
+    /// that works on any record layout.
+    pub fn into_raw(self) -> RawReceiver {
+        self.raw
     }
 
     /// Receives at least one record into the front of `out`, waiting for it per the
@@ -222,13 +140,7 @@ impl<T: Pod> Receiver<T> {
     /// # Ok(()) }
     /// ```
     pub fn recv_many(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
-        match self.recv_many_deadline(out, None) {
-            Ok(n) => Ok(n),
-            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
-            // No deadline: nothing else ends the wait.
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        self.raw.recv_many_records(out)
     }
 
     /// Like [`Receiver::recv_many`], giving up with [`RecvTimeoutError::Timeout`]
@@ -257,7 +169,8 @@ impl<T: Pod> Receiver<T> {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_many_deadline(out, Some(Instant::now() + timeout))
+        self.raw
+            .recv_many_records_deadline(out, Some(Instant::now() + timeout))
     }
 
     /// Copies the records that are there now into the front of `out`, up to
@@ -286,59 +199,7 @@ impl<T: Pod> Receiver<T> {
     /// # Ok(()) }
     /// ```
     pub fn try_recv_many(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        let view = self.segment.view();
-        let reader = self
-            .reader
-            .as_mut()
-            .expect("the reader is present until drop");
-        let mut result = match reader.read_many::<T>(&view, out) {
-            Some(result) => result,
-            None => Err(TryRecvError::Empty),
-        };
-        if result == Err(TryRecvError::Empty) {
-            self.empty_polls = self.empty_polls.wrapping_add(1);
-            let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
-            result = recv::poll_many::<T>(
-                &view,
-                reader,
-                &mut self.state,
-                check_liveness,
-                &ProcLiveness,
-                out,
-            );
-        }
-        if let Err(TryRecvError::Lagged(n)) = result {
-            self.lagged_total = self.lagged_total.saturating_add(n);
-        }
-        result
-    }
-
-    fn recv_many_deadline(
-        &mut self,
-        out: &mut [T],
-        deadline: Option<Instant>,
-    ) -> Result<usize, RecvTimeoutError> {
-        let view = self.segment.view();
-        let reader = self
-            .reader
-            .as_mut()
-            .expect("the reader is present until drop");
-        let result = recv::recv_many::<T>(
-            &view,
-            reader,
-            &mut self.state,
-            self.wait,
-            deadline,
-            &ProcLiveness,
-            out,
-        );
-        if let Err(RecvTimeoutError::Lagged(n)) = result {
-            self.lagged_total = self.lagged_total.saturating_add(n);
-        }
-        result
+        self.raw.try_recv_many_records(out)
     }
 
     /// A blocking iterator over records. It ends when the senders disconnect or this
@@ -357,26 +218,13 @@ impl<T: Pod> Receiver<T> {
 
     /// Total records this receiver skipped because it lagged.
     pub fn lagged_total(&self) -> u64 {
-        self.lagged_total
+        self.raw.lagged_total()
     }
 
     /// Broadcast: sequence number of the next record this receiver will read.
     /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {
-        let view = self.segment.view();
-        self.reader.as_ref().map_or(0, |r| r.waiting_on(&view))
-    }
-}
-
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        // A copy in a forked child belongs to the parent, which still uses it.
-        if !process::is_current_process(self.owner) {
-            return;
-        }
-        if let Some(reader) = self.reader.take() {
-            reader.leave(&self.segment.view());
-        }
+        self.raw.next_seq()
     }
 }
 

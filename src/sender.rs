@@ -1,5 +1,5 @@
-//! The sending half: a thin handle over `ring::producer::Producer` and the send loops
-//! of `ring/send.rs`, on a mapped segment.
+//! The typed sending half: a thin wrapper over [`RawSender`] that views each `T` as
+//! its bytes (one implementation for both, `raw/sender.rs`).
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -9,12 +9,10 @@ use bytemuck::Pod;
 
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
 use crate::options::Family;
-use crate::process::{self, ProcLiveness};
-use crate::ring::producer::Producer;
-use crate::ring::send::{self, SendFail};
-use crate::ring::table;
+use crate::raw::{RawSender, RecordLayout};
+use crate::ring::send::SendFail;
 use crate::segment::Segment;
-use crate::wait::{Wait, IDLE_TICK};
+use crate::wait::Wait;
 
 /// The sending half of a segment. Created by [`Route::sender`](crate::Route::sender),
 /// [`Channel::sender`](crate::Channel::sender) or a [`Builder`](crate::Builder).
@@ -62,54 +60,25 @@ use crate::wait::{Wait, IDLE_TICK};
 /// # Ok(()) }
 /// ```
 pub struct Sender<T> {
-    segment: Segment,
-    producer: Producer,
-    wait: Wait,
-    /// The owner word of the process that opened this sender.
-    owner: u64,
-    /// Last time a full `try_send` checked the liveness of the receivers.
-    last_liveness: Option<Instant>,
+    raw: RawSender,
     _record: PhantomData<fn(T)>,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender")
-            .field("path", &self.segment.path())
-            .field("producer", &self.producer)
-            .field("wait", &self.wait)
-            .finish()
+        f.debug_struct("Sender").field("raw", &self.raw).finish()
     }
 }
 
 impl<T: Pod> Sender<T> {
-    pub(crate) fn attach(segment: Segment, family: Family, wait: Wait) -> Result<Self, OpenError> {
-        let owner = process::current_owner();
-        let view = segment.view();
-        let producer = match family {
-            Family::Route => {
-                Producer::attach_route(&view, owner, &ProcLiveness).map_err(|holder| {
-                    OpenError::SenderExists {
-                        path: segment.path().to_owned(),
-                        pid: process::owner_pid(holder),
-                    }
-                })?
-            }
-            Family::Channel => {
-                Producer::join_channel(&view, owner, &ProcLiveness).ok_or_else(|| {
-                    OpenError::ProducersFull {
-                        path: segment.path().to_owned(),
-                        max: view.producers.len(),
-                    }
-                })?
-            }
-        };
+    pub(crate) fn attach(
+        segment: Segment,
+        family: Family,
+        wait: Wait,
+        layout: RecordLayout,
+    ) -> Result<Self, OpenError> {
         Ok(Sender {
-            segment,
-            producer,
-            wait,
-            owner,
-            last_liveness: None,
+            raw: RawSender::attach(segment, family, wait, layout)?,
             _record: PhantomData,
         })
     }
@@ -118,18 +87,8 @@ impl<T: Pod> Sender<T> {
     /// full. Never waits in broadcast `Overwrite` mode.
     #[inline]
     pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        let view = self.segment.view();
-        if send::send_now(&mut self.producer, &view, &value, &ProcLiveness) {
-            return Ok(());
-        }
-        self.send_slow(value)
-    }
-
-    #[inline(never)]
-    fn send_slow(&mut self, value: T) -> Result<(), SendError<T>> {
-        match self.send_deadline(&value, None) {
+        match self.raw.send_record(&value) {
             Ok(()) => Ok(()),
-            // No deadline: only eviction ends the wait.
             Err(_) => Err(SendError::Evicted(value)),
         }
     }
@@ -137,23 +96,8 @@ impl<T: Pod> Sender<T> {
     /// Sends a record if there is room now; gives it back in
     /// [`TrySendError::Full`] otherwise.
     pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
-        let view = self.segment.view();
-        // Dead receivers (or a dead writer holding a slot) may be what holds us back.
-        // Look at most once a tick: the check reads /proc.
-        let now = Instant::now();
-        let check = self
-            .last_liveness
-            .is_none_or(|t| now.duration_since(t) >= IDLE_TICK);
-        match send::try_send(&mut self.producer, &view, &value, &ProcLiveness, false) {
+        match self.raw.try_send_record(&value) {
             Ok(()) => Ok(()),
-            Err(SendFail::Full) if check => {
-                self.last_liveness = Some(now);
-                match send::try_send(&mut self.producer, &view, &value, &ProcLiveness, true) {
-                    Ok(()) => Ok(()),
-                    Err(SendFail::Full) => Err(TrySendError::Full(value)),
-                    Err(SendFail::Evicted) => Err(TrySendError::Evicted(value)),
-                }
-            }
             Err(SendFail::Full) => Err(TrySendError::Full(value)),
             Err(SendFail::Evicted) => Err(TrySendError::Evicted(value)),
         }
@@ -161,23 +105,20 @@ impl<T: Pod> Sender<T> {
 
     /// Sends a record, waiting at most `timeout` for room.
     pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        match self.send_deadline(&value, Some(Instant::now() + timeout)) {
+        match self
+            .raw
+            .send_record_deadline(&value, Some(Instant::now() + timeout))
+        {
             Ok(()) => Ok(()),
             Err(SendFail::Full) => Err(SendTimeoutError::Timeout(value)),
             Err(SendFail::Evicted) => Err(SendTimeoutError::Evicted(value)),
         }
     }
 
-    fn send_deadline(&mut self, value: &T, deadline: Option<Instant>) -> Result<(), SendFail> {
-        let view = self.segment.view();
-        send::send(
-            &mut self.producer,
-            &view,
-            value,
-            self.wait,
-            deadline,
-            &ProcLiveness,
-        )
+    /// This sender as a [`RawSender`] (records as bytes), e.g. to hand it to code that
+    /// works on any record layout.
+    pub fn into_raw(self) -> RawSender {
+        self.raw
     }
 
     /// Sends every record of `records`, in order, waiting (per the [`Wait`] strategy)
@@ -205,11 +146,7 @@ impl<T: Pod> Sender<T> {
     /// # Ok(()) }
     /// ```
     pub fn send_many(&mut self, records: &[T]) -> Result<usize, SendError<usize>> {
-        match self.send_many_deadline(records, None) {
-            Ok(n) => Ok(n),
-            // No deadline: only eviction ends the wait.
-            Err((n, _)) => Err(SendError::Evicted(n)),
-        }
+        self.raw.send_many_records(records)
     }
 
     /// Sends as many of `records`, in order, as there is room for now, and returns how
@@ -233,27 +170,7 @@ impl<T: Pod> Sender<T> {
     /// # Ok(()) }
     /// ```
     pub fn try_send_many(&mut self, records: &[T]) -> Result<usize, SendError<usize>> {
-        let view = self.segment.view();
-        let first = send::try_send_many(&mut self.producer, &view, records, &ProcLiveness, false)
-            .map_err(|(n, _)| SendError::Evicted(n))?;
-        if first == records.len() {
-            return Ok(first);
-        }
-        // Dead receivers (or a dead writer holding a slot) may be what holds us back.
-        // Look at most once a tick: the check reads /proc.
-        let now = Instant::now();
-        if self
-            .last_liveness
-            .is_some_and(|t| now.duration_since(t) < IDLE_TICK)
-        {
-            return Ok(first);
-        }
-        self.last_liveness = Some(now);
-        let rest = &records[first..];
-        match send::try_send_many(&mut self.producer, &view, rest, &ProcLiveness, true) {
-            Ok(n) => Ok(first + n),
-            Err((n, _)) => Err(SendError::Evicted(first + n)),
-        }
+        self.raw.try_send_many_records(records)
     }
 
     /// Like [`Sender::send_many`], giving up after `timeout`:
@@ -278,27 +195,7 @@ impl<T: Pod> Sender<T> {
         records: &[T],
         timeout: Duration,
     ) -> Result<usize, SendTimeoutError<usize>> {
-        match self.send_many_deadline(records, Some(Instant::now() + timeout)) {
-            Ok(n) => Ok(n),
-            Err((n, SendFail::Full)) => Err(SendTimeoutError::Timeout(n)),
-            Err((n, SendFail::Evicted)) => Err(SendTimeoutError::Evicted(n)),
-        }
-    }
-
-    fn send_many_deadline(
-        &mut self,
-        records: &[T],
-        deadline: Option<Instant>,
-    ) -> Result<usize, (usize, SendFail)> {
-        let view = self.segment.view();
-        send::send_many(
-            &mut self.producer,
-            &view,
-            records,
-            self.wait,
-            deadline,
-            &ProcLiveness,
-        )
+        self.raw.send_many_records_timeout(records, timeout)
     }
 
     /// Lends a record to be filled in place of a value, then
@@ -332,7 +229,7 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[inline]
     pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        if !self.producer.holds_role(&self.segment.view()) {
+        if !self.raw.holds_role() {
             return Err(SendError::Evicted(()));
         }
         Ok(Loan {
@@ -344,7 +241,7 @@ impl<T: Pod> Sender<T> {
     /// Number of receivers attached, after evicting those whose process died. Reads
     /// `/proc` for each: not for the hot path.
     pub fn receiver_count(&self) -> usize {
-        table::live_receivers(&self.segment.view(), &ProcLiveness)
+        self.raw.receiver_count()
     }
 
     /// Waits until at least `n` receivers are attached (start-up synchronisation),
@@ -354,33 +251,14 @@ impl<T: Pod> Sender<T> {
         n: usize,
         timeout: Duration,
     ) -> Result<usize, ReceiversTimeout> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self.receiver_count();
-            if found >= n {
-                return Ok(found);
-            }
-            if Instant::now() >= deadline {
-                return Err(ReceiversTimeout { wanted: n, found });
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.raw.wait_for_receivers(n, timeout)
     }
 
     /// Sequence number the next record will get on a `Route` (the number of records
     /// published so far); on a `Channel`, the number of sequence numbers claimed by
     /// all its producers so far.
     pub fn next_seq(&self) -> u64 {
-        self.producer.next_seq(&self.segment.view())
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        // A copy in a forked child belongs to the parent, which still uses it.
-        if process::is_current_process(self.owner) {
-            self.producer.leave(&self.segment.view());
-        }
+        self.raw.next_seq()
     }
 }
 

@@ -1,8 +1,9 @@
 //! Batches across processes: `Sender::send_many` and `Receiver::recv_many` for every
 //! family, mode and overflow, with batch sizes 1, the capacity and more than the
 //! capacity, and records of 3 bytes, 64 bytes, 4 KiB and a 16-byte-aligned type.
-//! Every waiting side uses `Wait::Block`, every wait has a timeout, and children are
-//! killed when a test fails (`common::Peer`).
+//! The same matrix runs with raw ends (`shmchan::raw`, records as bytes) facing typed
+//! ones, in both directions. Every waiting side uses `Wait::Block`, every wait has a
+//! timeout, and children are killed when a test fails (`common::Peer`).
 
 mod common;
 
@@ -12,7 +13,11 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 use common::{role, spawn, unique_name, var, Peer, Rec};
-use shmchan::{Channel, Mode, Overflow, RecvError, RecvTimeoutError, Route, TryRecvError, Wait};
+use shmchan::raw::{self, RawError, RecordLayout};
+use shmchan::{
+    Channel, Mode, Overflow, RecvError, RecvTimeoutError, Route, SendTimeoutError, TryRecvError,
+    Wait,
+};
 
 const ENTRY: &str = "child";
 const LONG: Duration = Duration::from_secs(60);
@@ -190,6 +195,21 @@ impl Config {
         }
     }
 
+    /// The same options for a raw end with records of `layout`.
+    fn raw_builder(&self, name: &str, layout: RecordLayout) -> shmchan::Builder<raw::Raw> {
+        let b = if self.channel {
+            raw::channel(name, layout)
+        } else {
+            raw::route(name, layout)
+        };
+        let b = b.capacity(CAPACITY).wait(Wait::Block);
+        if self.mode == Mode::Unicast {
+            b.mode(Mode::Unicast)
+        } else {
+            b.overflow(self.overflow)
+        }
+    }
+
     fn producers(&self) -> u64 {
         if self.channel {
             2
@@ -232,13 +252,25 @@ fn run_child<R: Record>(role: &str) {
     let batch: usize = var("BATCH").parse().expect("BATCH");
     let count: u64 = var("COUNT").parse().expect("COUNT");
     let builder = config.builder::<R>(&name);
+    let raw_side = var("RAW") == role;
     match role {
         // Sends COUNT records as producer P in batches of BATCH.
         "producer" => {
             let p: u64 = var("P").parse().expect("P");
-            let mut tx = builder.sender().expect("open sender");
-            tx.wait_for_receivers(config.receivers(), SHORT)
-                .expect("receivers attach");
+            let mut tx = if raw_side {
+                // A raw producer learns the layout from the segment the receivers made.
+                let layout = raw::inspect(&name).expect("inspect").layout();
+                assert_eq!(layout.size(), size_of::<R>());
+                End::Raw(
+                    config
+                        .raw_builder(&name, layout)
+                        .sender()
+                        .expect("open raw sender"),
+                )
+            } else {
+                End::Typed(builder.sender().expect("open sender"))
+            };
+            tx.wait_for_receivers(config.receivers());
             // Every producer is attached before any sends: one that finished and left
             // before another attached would disconnect the receivers early.
             println!("OPEN");
@@ -254,7 +286,7 @@ fn run_child<R: Record>(role: &str) {
                 buf.clear();
                 let n = (count - i).min(batch as u64);
                 buf.extend((i..i + n).map(|j| R::make(seq_of(p, j))));
-                let sent = tx.send_many_timeout(&buf, LONG).expect("send_many");
+                let sent = tx.send_many(&buf).expect("send_many");
                 assert_eq!(sent, buf.len());
                 i += n;
             }
@@ -265,14 +297,25 @@ fn run_child<R: Record>(role: &str) {
         // Writes every sequence number it got to OUT.
         "receiver" => {
             let out = PathBuf::from(var("OUT"));
-            let mut rx = builder.receiver().expect("open receiver");
+            let mut rx = if raw_side {
+                let layout = RecordLayout::new(size_of::<R>(), align_of::<R>(), &type_name::<R>())
+                    .expect("layout");
+                End::Raw(
+                    config
+                        .raw_builder(&name, layout)
+                        .receiver()
+                        .expect("open raw receiver"),
+                )
+            } else {
+                End::Typed(builder.receiver().expect("open receiver"))
+            };
             println!("READY");
             let mut buf = vec![R::zeroed(); batch];
             let mut next: HashMap<u64, u64> = HashMap::new();
             let mut got = Vec::new();
             let mut lagged = 0u64;
             loop {
-                match rx.recv_many_timeout(&mut buf, LONG) {
+                match rx.recv_many(&mut buf) {
                     Ok(n) => {
                         assert!((1..=batch).contains(&n), "recv_many returned {n}");
                         for r in &buf[..n] {
@@ -312,9 +355,76 @@ fn run_child<R: Record>(role: &str) {
     }
 }
 
+/// The short name a typed end puts in the header for `R` (what a raw end must match).
+fn type_name<R>() -> String {
+    let full = std::any::type_name::<R>();
+    full.rsplit("::").next().unwrap_or(full).to_owned()
+}
+
+/// A typed end or a raw one, driven alike by the children.
+enum End<S, T> {
+    Typed(S),
+    Raw(T),
+}
+
+impl<R: Record> End<shmchan::Sender<R>, shmchan::raw::RawSender> {
+    fn wait_for_receivers(&self, n: usize) {
+        match self {
+            End::Typed(tx) => tx.wait_for_receivers(n, SHORT),
+            End::Raw(tx) => tx.wait_for_receivers(n, SHORT),
+        }
+        .expect("receivers attach");
+    }
+
+    fn send_many(&mut self, records: &[R]) -> Result<usize, SendTimeoutError<usize>> {
+        match self {
+            End::Typed(tx) => tx.send_many_timeout(records, LONG),
+            End::Raw(tx) => match tx.send_many_bytes_timeout(bytemuck::cast_slice(records), LONG) {
+                Ok(n) => Ok(n),
+                Err(RawError::Channel(e)) => Err(e),
+                Err(e) => panic!("raw send: {e}"),
+            },
+        }
+    }
+}
+
+impl<R: Record> End<shmchan::Receiver<R>, shmchan::raw::RawReceiver> {
+    /// `Receiver::recv_many_timeout`; the raw end receives bytes and decodes them.
+    fn recv_many(&mut self, out: &mut [R]) -> Result<usize, RecvTimeoutError> {
+        match self {
+            End::Typed(rx) => rx.recv_many_timeout(out, LONG),
+            End::Raw(rx) => {
+                let size = size_of::<R>();
+                let mut bytes = vec![0u8; std::mem::size_of_val(out)];
+                let n = match rx.recv_many_into_timeout(&mut bytes, LONG) {
+                    Ok(n) => n,
+                    Err(RawError::Channel(e)) => return Err(e),
+                    Err(e) => panic!("raw receive: {e}"),
+                };
+                for (r, chunk) in out.iter_mut().zip(bytes.chunks_exact(size)).take(n) {
+                    *r = bytemuck::pod_read_unaligned(chunk);
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn lagged_total(&self) -> u64 {
+        match self {
+            End::Typed(rx) => rx.lagged_total(),
+            End::Raw(rx) => rx.lagged_total(),
+        }
+    }
+}
+
 /// Runs one configuration for one record type and batch size: producers and receivers
 /// in their own processes; checks what the receivers got as a whole.
 fn run(config: Config, ty: &str, batch: usize, count: u64) {
+    run_with(config, ty, batch, count, "");
+}
+
+/// [`run`], with the children of `raw_role` ("producer" or "receiver") using raw ends.
+fn run_with(config: Config, ty: &str, batch: usize, count: u64, raw_role: &str) {
     let name = unique_name(&format!("batch-{ty}-{batch}"));
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -325,6 +435,7 @@ fn run(config: Config, ty: &str, batch: usize, count: u64) {
         ("BATCH", batch.to_string()),
         ("COUNT", count.to_string()),
         ("GO", dir.join("go").display().to_string()),
+        ("RAW", raw_role.to_owned()),
     ]);
     let mut receivers: Vec<(Peer, PathBuf)> = (0..config.receivers())
         .map(|r| {
@@ -357,7 +468,7 @@ fn run(config: Config, ty: &str, batch: usize, count: u64) {
     for (r, out) in &mut receivers {
         let done = r.expect_line("DONE", LONG);
         r.expect_success(SHORT);
-        eprintln!("{config:?} {ty} batch {batch}: {done} (received, lagged)");
+        eprintln!("{config:?} {ty} batch {batch} raw {raw_role:?}: {done} (received, lagged)");
         let bytes = std::fs::read(&*out).expect("read OUT");
         for chunk in bytes.chunks_exact(8) {
             *seen
@@ -379,13 +490,21 @@ fn run(config: Config, ty: &str, batch: usize, count: u64) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Every record type and batch size through one configuration.
+/// Every record type and batch size through one configuration, typed ends only; then
+/// raw producers to typed receivers and typed producers to raw receivers.
 fn matrix(config: Config) {
     for batch in BATCHES {
         run(config, "tiny", batch, 3000);
         run(config, "rec", batch, 3000);
         run(config, "page", batch, 400);
         run(config, "aligned", batch, 3000);
+    }
+    for raw_role in ["producer", "receiver"] {
+        for batch in BATCHES {
+            run_with(config, "tiny", batch, 1000, raw_role);
+            run_with(config, "page", batch, 200, raw_role);
+            run_with(config, "aligned", batch, 1000, raw_role);
+        }
     }
 }
 

@@ -102,8 +102,7 @@
 //! parked on `space`. A lossless producer blocked by a dead receiver evicts it
 //! (`table.rs`); a live receiver that finds its owner word changed reports `Evicted`.
 
-use bytemuck::Pod;
-
+use super::record::{Record, RecordsMut};
 use super::seqlock::copy_if_intact;
 use super::table::{claim_free, sweep_parked};
 use super::RingView;
@@ -114,8 +113,8 @@ use crate::weaken::{heavy_fence, light_fence, seqcst_fence, weaken};
 
 /// What a receiver's non-blocking read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read<T> {
-    /// The next record.
+pub enum Read<T = ()> {
+    /// The next record (`()`: it was copied into the caller's buffer).
     Record(T),
     /// Nothing published beyond the cursor yet.
     Empty,
@@ -197,29 +196,29 @@ impl Consumer {
         self.entry(view).owner.load(Ordering::Relaxed) != self.owner
     }
 
-    /// The hot path of [`Consumer::try_read`]: returns the next record if it is
-    /// published and intact, else `Read::Empty` without looking further (not yet
-    /// written, lapped, a skipped claim or a lost race: `try_read` sorts those out).
+    /// The hot path of [`Consumer::try_read_into`]: copies the next record into `dst`
+    /// if it is published and intact (`true`), else returns `false` without looking
+    /// further (not yet written, lapped, a skipped claim or a lost race: `try_read_into`
+    /// sorts those out; `dst` may then hold a torn copy).
     #[inline(always)]
-    pub fn try_read_ready<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
+    pub fn try_read_ready<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> bool {
         let seq = self.cursor;
         let stamp = &view.slots[view.geom.stamp_index(seq)];
         // R1 (seqlock.rs): pairs with the producer's W2.
         if stamp.load(Ordering::Acquire) != stamp_done(seq) {
-            return Read::Empty;
+            return false;
         }
-        match copy_if_intact::<T>(view, seq) {
-            Some(value) => {
-                self.advance(view, seq.wrapping_add(1));
-                Read::Record(value)
-            }
-            None => Read::Empty,
+        if copy_if_intact(view, seq, dst.bytes_mut()) {
+            self.advance(view, seq.wrapping_add(1));
+            return true;
         }
+        false
     }
 
-    /// Reads the next record if there is one.
+    /// Reads the next record into `dst` if there is one (`Read::Record(())`); on any
+    /// other answer `dst` holds nothing to deliver.
     #[inline]
-    pub fn try_read<T: Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
+    pub fn try_read_into<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> Read {
         // Bounded: each round either returns or skips one settled slot.
         for _ in 0..=view.geom.capacity {
             let seq = self.cursor;
@@ -231,9 +230,9 @@ impl Consumer {
                 return Read::Empty;
             }
             if s1 == want {
-                if let Some(value) = copy_if_intact::<T>(view, seq) {
+                if copy_if_intact(view, seq, dst.bytes_mut()) {
                     self.advance(view, seq.wrapping_add(1));
-                    return Read::Record(value);
+                    return Read::Record(());
                 }
             } else if s1 == stamp_settled(seq) {
                 // A `Channel` claim skipped (its producer died): no record.
@@ -245,19 +244,36 @@ impl Consumer {
         Read::Empty
     }
 
+    /// [`Consumer::try_read_into`] returning the record by value (the ring's tests and
+    /// models).
+    #[cfg(any(test, loom))]
+    pub fn try_read<T: bytemuck::Pod>(&mut self, view: &RingView<'_>) -> Read<T> {
+        let mut value = T::zeroed();
+        match self.try_read_into(view, &mut value) {
+            Read::Record(()) => Read::Record(value),
+            Read::Empty => Read::Empty,
+            Read::Lagged(n) => Read::Lagged(n),
+        }
+    }
+
     /// Reads consecutive records into `out`, as many as are published and intact, up to
     /// `out.len()`, and publishes the cursor once at the end (module doc, "Reading a
     /// batch"). A lap after at least one record ends the batch before it; the next
     /// read reports it.
     #[inline]
-    pub fn try_read_many<T: Pod>(&mut self, view: &RingView<'_>, out: &mut [T]) -> Batch {
+    pub fn try_read_many<R: RecordsMut + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        out: &mut R,
+    ) -> Batch {
         let mut seq = self.cursor;
         let mut n = 0;
         let mut lapped = false;
         // Bounded: each round fills one element of `out` or steps over one settled
         // slot, and at most `capacity + 1` of those (as in `try_read`).
         let mut settled_left = view.geom.capacity.saturating_add(1);
-        while n < out.len() {
+        let len = out.count();
+        while n < len {
             let want = stamp_done(seq);
             let stamp = &view.slots[view.geom.stamp_index(seq)];
             // R1 (seqlock.rs): pairs with the producer's W2.
@@ -266,8 +282,8 @@ impl Consumer {
                 break;
             }
             if s1 == want {
-                if let Some(value) = copy_if_intact::<T>(view, seq) {
-                    out[n] = value;
+                // A torn copy into `out[n]` is overwritten or left beyond the count.
+                if copy_if_intact(view, seq, out.record_mut(n)) {
                     n += 1;
                     seq = seq.wrapping_add(1);
                     continue;
@@ -286,7 +302,7 @@ impl Consumer {
         if n == 0 && lapped {
             // Lapped on the first record: `resync` publishes the cursor (once).
             self.cursor = seq;
-            return match self.resync::<()>(view, seq) {
+            return match self.resync(view, seq) {
                 Read::Lagged(k) => Batch::Lagged(k),
                 _ => Batch::Empty,
             };
@@ -322,7 +338,7 @@ impl Consumer {
     /// Moves the cursor past a lapped record, to the oldest one that may still be in
     /// the ring, and reports how many were skipped.
     #[cold]
-    fn resync<T>(&mut self, view: &RingView<'_>, seq: u64) -> Read<T> {
+    fn resync(&mut self, view: &RingView<'_>, seq: u64) -> Read {
         let head = view.ctl.head.load(Ordering::Acquire);
         // `max(seq + 1)`: always make progress, even if a corrupt head points backwards.
         let next = head

@@ -7,6 +7,7 @@
 //!
 //! | file | holds |
 //! |---|---|
+//! | `record.rs` | records as bytes: typed values and raw buffers alike |
 //! | `seqlock.rs` | the word copies and the copy-and-check of a record |
 //! | `gate.rs` | when a lossless producer may write: the cached cursor gate, `slot_free` |
 //! | `table.rs` | entries: claim, leave, evict, reap; the `Route` sender claim |
@@ -26,6 +27,7 @@ pub mod multi;
 pub mod observe;
 pub mod producer;
 pub mod reader;
+pub mod record;
 pub mod recv;
 pub mod send;
 pub mod seqlock;

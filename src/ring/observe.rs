@@ -22,12 +22,12 @@ use crate::sync::{fence, Ordering};
 /// `Read::Lagged(n)` that the producer lapped the cursor, which now points at the
 /// oldest record that may still be present.
 ///
-/// The same seqlock validation as [`Consumer::try_read`](super::broadcast::Consumer::try_read) (a torn or overwritten record
+/// The same seqlock validation as [`Consumer::try_read_into`](super::broadcast::Consumer::try_read_into) (a torn or overwritten record
 /// is never reported as one), but the cursor is the caller's own and nothing is stored
 /// to shared memory: the observer takes no receiver entry, never gates a lossless
 /// producer, and works on a read-only mapping. For that last reason each load is a
 /// `Relaxed` load of 8 bytes (defined on read-only memory) followed by a
-/// `fence(Acquire)` where `try_read` has an `Acquire` load: a relaxed load followed by
+/// `fence(Acquire)` where `try_read_into` has an `Acquire` load: a relaxed load followed by
 /// an acquire fence synchronises with the same release store. `dst` is at most the
 /// record's words long (the caller passes the record size).
 pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()> {

@@ -15,10 +15,9 @@
 //! The algorithms themselves are in `single.rs` (the one producer of a `Route`) and
 //! `multi.rs` (the producers of a `Channel`).
 
-use bytemuck::Pod;
-
 pub use super::multi::Begin;
 use super::multi::Shared;
+use super::record::{Record, Records};
 use super::seqlock::write_record;
 use super::single::Single;
 use super::table::{claim_sender, evict_blocking, reap_dead_producers, release_sender};
@@ -84,10 +83,10 @@ impl Producer {
     /// claim was pending, or anything else needs the full loop (`send.rs`); a claim
     /// taken here then stays pending.
     #[inline(always)]
-    pub fn send_now<T: Pod>(
+    pub fn send_now<R: Record + ?Sized>(
         &mut self,
         view: &RingView<'_>,
-        value: &T,
+        value: &R,
         liveness: &impl Liveness,
     ) -> bool {
         match self {
@@ -96,7 +95,7 @@ impl Producer {
                     return false;
                 }
                 let seq = p.begin(view);
-                write_record(view, seq, value);
+                write_record(view, seq, value.bytes());
                 p.commit(view);
                 true
             }
@@ -106,7 +105,7 @@ impl Producer {
                 }
                 match producer.begin(view, liveness, false) {
                     Begin::Ours => {
-                        write_record(view, producer.seq(), value);
+                        write_record(view, producer.seq(), value.bytes());
                         producer.commit(view)
                     }
                     Begin::Void => false,
@@ -119,38 +118,40 @@ impl Producer {
         }
     }
 
-    /// The hot path of a batch: publishes as many of `records` as go out now without
-    /// waiting, and returns how many. A `Route` writes them as chunks of at most
+    /// The hot path of a batch: publishes as many of `records` from index `from` on as
+    /// go out now without waiting, and returns how many. A `Route` writes them as chunks of at most
     /// `capacity` records with one `head` store, join check and wake per chunk
     /// (`single.rs`, "Sending a batch"). A `Channel` needs a claim and a join check per
     /// record (`multi.rs`, "Claiming"), so it loops [`Producer::send_now`], which wakes
     /// per record. Stops at the first record that needs the full loop (`send.rs`).
     #[inline]
-    pub fn send_chunks<T: Pod>(
+    pub fn send_chunks<R: Records + ?Sized>(
         &mut self,
         view: &RingView<'_>,
-        records: &[T],
+        records: &R,
+        from: usize,
         liveness: &impl Liveness,
     ) -> usize {
-        let mut sent = 0;
+        let len = records.count();
+        let mut at = from;
         match self {
             Producer::Single(p) => {
                 // Bounded: each round publishes at least one record.
-                while sent < records.len() {
-                    let k = p.send_chunk(view, &records[sent..]);
+                while at < len {
+                    let k = p.send_chunk(view, records, at);
                     if k == 0 {
                         break;
                     }
-                    sent += k;
+                    at += k;
                 }
             }
             Producer::Shared { .. } => {
-                while sent < records.len() && self.send_now(view, &records[sent], liveness) {
-                    sent += 1;
+                while at < len && self.send_now(view, records.record(at), liveness) {
+                    at += 1;
                 }
             }
         }
-        sent
+        at - from
     }
 
     /// Step 1: whether the next record may be written now; on a `Channel`, claims its
@@ -193,12 +194,12 @@ impl Producer {
 
     /// Step 3a: writes the record into the slot made ours by [`Producer::begin`].
     #[inline(always)]
-    pub fn write<T: Pod>(&self, view: &RingView<'_>, value: &T) {
+    pub fn write<R: Record + ?Sized>(&self, view: &RingView<'_>, value: &R) {
         let seq = match self {
             Producer::Single(p) => p.next_seq(),
             Producer::Shared { producer, .. } => producer.seq(),
         };
-        write_record(view, seq, value);
+        write_record(view, seq, value.bytes());
     }
 
     /// Step 3b: publishes the record and wakes sleeping receivers. `false` if a

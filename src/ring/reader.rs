@@ -3,9 +3,8 @@
 //! broadcast [`Consumer`] with a cursor of its own (`broadcast.rs`), or a unicast
 //! [`Worker`] competing for records through the shared read cursor (`unicast.rs`).
 
-use bytemuck::Pod;
-
 use super::broadcast::{Batch, Consumer, Read};
+use super::record::{Record, RecordsMut};
 use super::table::live_receivers;
 use super::unicast::Worker;
 use super::RingView;
@@ -39,47 +38,50 @@ impl Reader {
         })
     }
 
-    /// The common case of every receive, inlined: the next record if it is there.
-    /// Anything else (nothing yet, lagged, a skipped claim) is left to [`Reader::read`].
+    /// The common case of every receive, inlined: copies the next record into `dst`
+    /// if it is there (`true`). Anything else (nothing yet, lagged, a skipped claim) is
+    /// left to [`Reader::read_into`].
     #[inline(always)]
-    pub fn read_fast<T: Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
+    pub fn read_fast<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> bool {
         match self {
-            Reader::Broadcast(c) => match c.try_read_ready::<T>(view) {
-                Read::Record(value) => Some(value),
-                _ => None,
-            },
-            Reader::Unicast(w) => w.try_take::<T>(view),
+            Reader::Broadcast(c) => c.try_read_ready(view, dst),
+            Reader::Unicast(w) => w.try_take_into(view, dst),
         }
     }
 
-    /// Reads the next record: `None` if there is none now.
+    /// Reads the next record into `dst`: `None` if there is none now; `Some(Ok(()))`
+    /// when `dst` holds it.
     #[inline]
-    pub fn read<T: Pod>(&mut self, view: &RingView<'_>) -> Option<Result<T, TryRecvError>> {
+    pub fn read_into<R: Record + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        dst: &mut R,
+    ) -> Option<Result<(), TryRecvError>> {
         match self {
-            Reader::Broadcast(c) => match c.try_read::<T>(view) {
-                Read::Record(v) => Some(Ok(v)),
+            Reader::Broadcast(c) => match c.try_read_into(view, dst) {
+                Read::Record(()) => Some(Ok(())),
                 // A lossless ring laps only an evicted receiver.
                 Read::Lagged(_) if c.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
                 Read::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
                 Read::Empty => None,
             },
-            Reader::Unicast(w) => w.try_take::<T>(view).map(Ok),
+            Reader::Unicast(w) => w.try_take_into(view, dst).then_some(Ok(())),
         }
     }
 
-    /// Reads up to `out.len()` records into the front of `out`: `None` if there is none
-    /// now (or `out` is empty). Broadcast: one batch read, publishing the cursor once
-    /// (`broadcast.rs`, "Reading a batch"). Unicast: records taken one at a time with
-    /// [`Worker::try_take`], because the rescue protocol names one claimed record per
-    /// receiver (`unicast.rs`), which is what keeps each record exactly-once.
+    /// Reads up to `out.count()` records into the front of `out`: `None` if there is
+    /// none now (or `out` is empty). Broadcast: one batch read, publishing the cursor
+    /// once (`broadcast.rs`, "Reading a batch"). Unicast: records taken one at a time
+    /// with [`Worker::try_take_into`], because the rescue protocol names one claimed
+    /// record per receiver (`unicast.rs`), which is what keeps each record exactly-once.
     #[inline]
-    pub fn read_many<T: Pod>(
+    pub fn read_many<R: RecordsMut + ?Sized>(
         &mut self,
         view: &RingView<'_>,
-        out: &mut [T],
+        out: &mut R,
     ) -> Option<Result<usize, TryRecvError>> {
         match self {
-            Reader::Broadcast(c) => match c.try_read_many::<T>(view, out) {
+            Reader::Broadcast(c) => match c.try_read_many(view, out) {
                 Batch::Records(n) => Some(Ok(n)),
                 // A lossless ring laps only an evicted receiver.
                 Batch::Lagged(_) if c.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
@@ -88,11 +90,7 @@ impl Reader {
             },
             Reader::Unicast(w) => {
                 let mut n = 0;
-                for slot in out.iter_mut() {
-                    match w.try_take::<T>(view) {
-                        Some(value) => *slot = value,
-                        None => break,
-                    }
+                while n < out.count() && w.try_take_into(view, out.record_mut(n)) {
                     n += 1;
                 }
                 (n > 0).then_some(Ok(n))
@@ -100,12 +98,30 @@ impl Reader {
         }
     }
 
-    /// Unicast, when idle: delivers a record that a receiver took and died with.
-    pub fn rescue<T: Pod>(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> Option<T> {
+    /// Unicast, when idle: delivers into `dst` a record that a receiver took and died
+    /// with (`true`).
+    pub fn rescue_into<R: Record + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+        dst: &mut R,
+    ) -> bool {
         match self {
-            Reader::Broadcast(_) => None,
-            Reader::Unicast(w) => w.rescue::<T>(view, liveness),
+            Reader::Broadcast(_) => false,
+            Reader::Unicast(w) => w.rescue_into(view, liveness, dst),
         }
+    }
+
+    /// [`Reader::rescue_into`] returning the record by value (the ring's models).
+    #[cfg(loom)]
+    pub fn rescue<T: bytemuck::Pod>(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+    ) -> Option<T> {
+        let mut value = T::zeroed();
+        self.rescue_into(view, liveness, &mut value)
+            .then_some(value)
     }
 
     /// This receiver's `parked` word and owner word, for registering as a sleeper

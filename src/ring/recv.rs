@@ -1,5 +1,5 @@
-//! The receive loop: one non-blocking poll ([`poll`]) that also does a receiver's share
-//! of crash recovery, and the blocking receive ([`recv`]) that waits between polls per
+//! The receive loop: one non-blocking poll ([`poll_into`]) that also does a receiver's share
+//! of crash recovery, and the blocking receive ([`recv_into`]) that waits between polls per
 //! the `Wait` strategy (`wait.rs`). `Receiver` calls these functions, and the loom
 //! models call the same ones.
 //!
@@ -26,13 +26,11 @@
 //! once (no patience needed) and keeps reading, so records published after a dead
 //! producer's claim are still delivered before `Disconnected`.
 
-use std::marker::PhantomData;
 use std::time::Instant;
-
-use bytemuck::Pod;
 
 use super::multi::{resolve_stall, resolved};
 use super::reader::Reader;
+use super::record::{Record, RecordsMut};
 use super::table::{reap_dead_producers, reap_sender, senders_present};
 use super::RingView;
 use crate::error::{RecvTimeoutError, TryRecvError};
@@ -87,7 +85,7 @@ impl RecvState {
     }
 }
 
-/// What a poll delivers: one record ([`One`]) or a batch into a buffer ([`Many`]).
+/// What a poll delivers: one record into a buffer ([`One`]) or a batch ([`Many`]).
 /// The receive loop is written once over this.
 trait Take {
     /// What a successful poll returns.
@@ -107,19 +105,19 @@ trait Take {
     ) -> Option<Self::Out>;
 }
 
-/// One record of type `T`.
-struct One<T>(PhantomData<fn() -> T>);
+/// One record, copied into the buffer.
+struct One<'b, R: ?Sized>(&'b mut R);
 
-impl<T: Pod> Take for One<T> {
-    type Out = T;
+impl<R: Record + ?Sized> Take for One<'_, R> {
+    type Out = ();
 
     #[inline(always)]
     fn read(
         &mut self,
         view: &RingView<'_>,
         reader: &mut Reader,
-    ) -> Option<Result<T, TryRecvError>> {
-        reader.read::<T>(view)
+    ) -> Option<Result<(), TryRecvError>> {
+        reader.read_into(view, self.0)
     }
 
     fn rescue(
@@ -127,15 +125,15 @@ impl<T: Pod> Take for One<T> {
         view: &RingView<'_>,
         reader: &mut Reader,
         liveness: &impl Liveness,
-    ) -> Option<T> {
-        reader.rescue::<T>(view, liveness)
+    ) -> Option<()> {
+        reader.rescue_into(view, liveness, self.0).then_some(())
     }
 }
 
-/// Up to `.0.len()` records (never empty: the callers return `Ok(0)` first).
-struct Many<'b, T>(&'b mut [T]);
+/// Up to `.0.count()` records (never none: the callers return `Ok(0)` first).
+struct Many<'b, R: ?Sized>(&'b mut R);
 
-impl<T: Pod> Take for Many<'_, T> {
+impl<R: RecordsMut + ?Sized> Take for Many<'_, R> {
     type Out = usize;
 
     #[inline]
@@ -144,7 +142,7 @@ impl<T: Pod> Take for Many<'_, T> {
         view: &RingView<'_>,
         reader: &mut Reader,
     ) -> Option<Result<usize, TryRecvError>> {
-        reader.read_many::<T>(view, self.0)
+        reader.read_many(view, self.0)
     }
 
     fn rescue(
@@ -153,42 +151,53 @@ impl<T: Pod> Take for Many<'_, T> {
         reader: &mut Reader,
         liveness: &impl Liveness,
     ) -> Option<usize> {
-        let first = self.0.first_mut()?;
-        *first = reader.rescue::<T>(view, liveness)?;
-        Some(1)
+        if self.0.count() == 0 {
+            return None;
+        }
+        reader
+            .rescue_into(view, liveness, self.0.record_mut(0))
+            .then_some(1)
     }
 }
 
-/// One non-blocking receive: a record, or why not. `check_liveness` (about once a
-/// liveness tick) adds the recovery steps of the module doc.
-pub fn poll<T: Pod>(
+/// One non-blocking receive into `dst`: `Ok(())` when `dst` holds the record, or why
+/// not. `check_liveness` (about once a liveness tick) adds the recovery steps of the
+/// module doc.
+pub fn poll_into<R: Record + ?Sized>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    check_liveness: bool,
+    liveness: &impl Liveness,
+    dst: &mut R,
+) -> Result<(), TryRecvError> {
+    poll_with(view, reader, state, check_liveness, liveness, &mut One(dst))
+}
+
+/// [`poll_into`] returning the record by value (the ring's tests and models).
+#[cfg(any(test, loom))]
+pub fn poll<T: bytemuck::Pod>(
     view: &RingView<'_>,
     reader: &mut Reader,
     state: &mut RecvState,
     check_liveness: bool,
     liveness: &impl Liveness,
 ) -> Result<T, TryRecvError> {
-    poll_with(
-        view,
-        reader,
-        state,
-        check_liveness,
-        liveness,
-        &mut One(PhantomData),
-    )
+    let mut value = T::zeroed();
+    poll_into(view, reader, state, check_liveness, liveness, &mut value).map(|()| value)
 }
 
-/// One non-blocking batch receive: `Ok(n)` with `1 <= n <= out.len()` records at the
-/// front of `out`, or why none (as [`poll`]). `Ok(0)` at once if `out` is empty.
-pub fn poll_many<T: Pod>(
+/// One non-blocking batch receive: `Ok(n)` with `1 <= n <= out.count()` records at the
+/// front of `out`, or why none (as [`poll_into`]). `Ok(0)` at once if `out` is empty.
+pub fn poll_many<R: RecordsMut + ?Sized>(
     view: &RingView<'_>,
     reader: &mut Reader,
     state: &mut RecvState,
     check_liveness: bool,
     liveness: &impl Liveness,
-    out: &mut [T],
+    out: &mut R,
 ) -> Result<usize, TryRecvError> {
-    if out.is_empty() {
+    if out.count() == 0 {
         return Ok(0);
     }
     poll_with(
@@ -201,7 +210,7 @@ pub fn poll_many<T: Pod>(
     )
 }
 
-/// The body of [`poll`] and [`poll_many`].
+/// The body of [`poll_into`] and [`poll_many`].
 #[inline]
 fn poll_with<S: Take>(
     view: &RingView<'_>,
@@ -258,16 +267,17 @@ fn poll_with<S: Take>(
     Err(TryRecvError::Disconnected)
 }
 
-/// Receives the next record, waiting per `strategy` until `deadline` (`None`: for
-/// ever).
-pub fn recv<T: Pod>(
+/// Receives the next record into `dst`, waiting per `strategy` until `deadline`
+/// (`None`: for ever).
+pub fn recv_into<R: Record + ?Sized>(
     view: &RingView<'_>,
     reader: &mut Reader,
     state: &mut RecvState,
     strategy: Wait,
     deadline: Option<Instant>,
     liveness: &impl Liveness,
-) -> Result<T, RecvTimeoutError> {
+    dst: &mut R,
+) -> Result<(), RecvTimeoutError> {
     recv_with(
         view,
         reader,
@@ -275,23 +285,40 @@ pub fn recv<T: Pod>(
         strategy,
         deadline,
         liveness,
-        &mut One(PhantomData),
+        &mut One(dst),
     )
 }
 
-/// Receives at least one record into the front of `out` and as many more as are ready
-/// then (up to `out.len()`), waiting per `strategy` until `deadline` (`None`: for
-/// ever). `Ok(0)` at once if `out` is empty.
-pub fn recv_many<T: Pod>(
+/// [`recv_into`] returning the record by value (the ring's models).
+#[cfg(loom)]
+pub fn recv<T: bytemuck::Pod>(
     view: &RingView<'_>,
     reader: &mut Reader,
     state: &mut RecvState,
     strategy: Wait,
     deadline: Option<Instant>,
     liveness: &impl Liveness,
-    out: &mut [T],
+) -> Result<T, RecvTimeoutError> {
+    let mut value = T::zeroed();
+    recv_into(
+        view, reader, state, strategy, deadline, liveness, &mut value,
+    )
+    .map(|()| value)
+}
+
+/// Receives at least one record into the front of `out` and as many more as are ready
+/// then (up to `out.count()`), waiting per `strategy` until `deadline` (`None`: for
+/// ever). `Ok(0)` at once if `out` is empty.
+pub fn recv_many<R: RecordsMut + ?Sized>(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+    out: &mut R,
 ) -> Result<usize, RecvTimeoutError> {
-    if out.is_empty() {
+    if out.count() == 0 {
         return Ok(0);
     }
     recv_with(
@@ -305,7 +332,7 @@ pub fn recv_many<T: Pod>(
     )
 }
 
-/// The body of [`recv`] and [`recv_many`]: polls, sleeping on `data` in between.
+/// The body of [`recv_into`] and [`recv_many`]: polls, sleeping on `data` in between.
 fn recv_with<S: Take>(
     view: &RingView<'_>,
     reader: &mut Reader,

@@ -10,9 +10,8 @@
 
 use std::time::Instant;
 
-use bytemuck::Pod;
-
 use super::producer::{Begin, Producer};
+use super::record::{Record, Records};
 use super::RingView;
 use crate::layout::{PARKED_DATA, PARKED_SPACE};
 use crate::process::Liveness;
@@ -35,10 +34,10 @@ pub enum SendFail {
 /// happens (no pending claim, no void claim, the slot free). `false`: nothing was
 /// published; a claim it took stays pending for [`send`] or [`try_send`].
 #[inline(always)]
-pub fn send_now<T: Pod>(
+pub fn send_now<R: Record + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
-    value: &T,
+    value: &R,
     liveness: &impl Liveness,
 ) -> bool {
     p.send_now(view, value, liveness)
@@ -48,10 +47,10 @@ pub fn send_now<T: Pod>(
 /// full, evict dead receivers that hold a lossless ring back, and take over a slot
 /// from a dead lap-older writer (the caller passes `true` about once a liveness tick:
 /// the oracle reads `/proc`).
-pub fn try_send<T: Pod>(
+pub fn try_send<R: Record + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
-    value: &T,
+    value: &R,
     liveness: &impl Liveness,
     check_liveness: bool,
 ) -> Result<(), SendFail> {
@@ -90,10 +89,10 @@ pub fn try_send<T: Pod>(
 
 /// Sends `value`, waiting per `strategy` while there is no room, until `deadline`
 /// (`None`: for ever). `Err(Full)` means the deadline passed.
-pub fn send<T: Pod>(
+pub fn send<R: Record + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
-    value: &T,
+    value: &R,
     strategy: Wait,
     deadline: Option<Instant>,
     liveness: &impl Liveness,
@@ -126,24 +125,25 @@ pub fn send<T: Pod>(
 }
 
 /// Sends as many of `records` as there is room for now, in order, and returns how
-/// many (`records.len()` or fewer: the ring filled). `Err((sent, Evicted))`: this
+/// many (`records.count()` or fewer: the ring filled). `Err((sent, Evicted))`: this
 /// producer lost its role after sending `sent`. `check_liveness` as for [`try_send`].
 /// A `Route` publishes in chunks (`Producer::send_chunks`); anything unusual goes
 /// through [`try_send`], one record at a time.
-pub fn try_send_many<T: Pod>(
+pub fn try_send_many<R: Records + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
-    records: &[T],
+    records: &R,
     liveness: &impl Liveness,
     check_liveness: bool,
 ) -> Result<usize, (usize, SendFail)> {
     let mut sent = 0;
     // Bounded: each round publishes at least one record or returns.
-    while sent < records.len() {
-        sent += p.send_chunks(view, &records[sent..], liveness);
-        let Some(value) = records.get(sent) else {
+    while sent < records.count() {
+        sent += p.send_chunks(view, records, sent, liveness);
+        if sent == records.count() {
             break;
-        };
+        }
+        let value = records.record(sent);
         match try_send(p, view, value, liveness, check_liveness) {
             Ok(()) => sent += 1,
             Err(SendFail::Full) => return Ok(sent),
@@ -156,21 +156,22 @@ pub fn try_send_many<T: Pod>(
 /// Sends all of `records`, in order, waiting per `strategy` while there is no room,
 /// until `deadline` (`None`: for ever). `Err((sent, Full))`: the deadline passed after
 /// `sent` records; `Err((sent, Evicted))`: the role was lost after `sent`.
-pub fn send_many<T: Pod>(
+pub fn send_many<R: Records + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
-    records: &[T],
+    records: &R,
     strategy: Wait,
     deadline: Option<Instant>,
     liveness: &impl Liveness,
 ) -> Result<usize, (usize, SendFail)> {
     let mut sent = 0;
     // Each round publishes at least one record, or fails at the deadline or eviction.
-    while sent < records.len() {
-        sent += p.send_chunks(view, &records[sent..], liveness);
-        let Some(value) = records.get(sent) else {
+    while sent < records.count() {
+        sent += p.send_chunks(view, records, sent, liveness);
+        if sent == records.count() {
             break;
-        };
+        }
+        let value = records.record(sent);
         send(p, view, value, strategy, deadline, liveness).map_err(|fail| (sent, fail))?;
         sent += 1;
     }

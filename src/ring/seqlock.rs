@@ -27,8 +27,6 @@
 //! atomic word accesses, never a plain `memcpy`, so a reader racing a writer is not a
 //! data race in Rust's memory model; the stamps decide which copies are kept.
 
-use bytemuck::Pod;
-
 use super::RingView;
 use crate::layout::stamp_done;
 use crate::sync::{fence, AtomicU64, Ordering};
@@ -80,30 +78,25 @@ pub(crate) fn store_words(words: &[AtomicU64], src: &[u8]) {
     }
 }
 
-/// Writes `value` into the record words of the slot of `seq`, which the caller has
-/// stamped busy and fenced (W1).
+/// Writes the record `src` (exactly `geom.record_size` bytes, `record.rs`) into the
+/// record words of the slot of `seq`, which the caller has stamped busy and fenced
+/// (W1).
 #[inline(always)]
-pub(crate) fn write_record<T: Pod>(view: &RingView<'_>, seq: u64, value: &T) {
-    store_words(
-        &view.slots[view.geom.data_range(seq)],
-        bytemuck::bytes_of(value),
-    );
+pub(crate) fn write_record(view: &RingView<'_>, seq: u64, src: &[u8]) {
+    store_words(&view.slots[view.geom.data_range(seq)], src);
 }
 
-/// The copy-and-check of record `seq`, whose stamp the caller has just loaded (R1,
-/// `Acquire`) as `done(seq)`: copies the words, then keeps the copy only if the stamp
-/// still says `done(seq)`. `None`: a writer lapped us during the copy.
+/// The copy-and-check of record `seq` into `dst` (exactly `geom.record_size` bytes),
+/// whose stamp the caller has just loaded (R1, `Acquire`) as `done(seq)`: copies the
+/// words, then keeps the copy only if the stamp still says `done(seq)`. `false`: a
+/// writer lapped us during the copy, and `dst` holds a torn copy the caller must not
+/// deliver.
 #[inline(always)]
-pub(crate) fn copy_if_intact<T: Pod>(view: &RingView<'_>, seq: u64) -> Option<T> {
-    let mut value = T::zeroed();
-    load_words(
-        &view.slots[view.geom.data_range(seq)],
-        bytemuck::bytes_of_mut(&mut value),
-    );
+pub(crate) fn copy_if_intact(view: &RingView<'_>, seq: u64, dst: &mut [u8]) -> bool {
+    load_words(&view.slots[view.geom.data_range(seq)], dst);
     // R2: pairs with the producer's W1.
     if !weaken!("r2") {
         fence(Ordering::Acquire);
     }
-    (view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_done(seq))
-        .then_some(value)
+    view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_done(seq)
 }

@@ -61,7 +61,7 @@
 //! batch leaves at most `capacity` such records, so the scan is bounded by it. A slot
 //! left `busy` is simply rewritten.
 
-use bytemuck::Pod;
+use super::record::Records;
 
 use super::gate::{slot_free, Gate};
 use super::seqlock::write_record;
@@ -168,22 +168,28 @@ impl Single {
         self.publish_head(view);
     }
 
-    /// Writes as many of `records` as may be written now, at most `capacity`, as one
-    /// chunk (module doc, "Sending a batch"): per-record stamps, then one `head` store,
+    /// Writes as many of `records` from index `from` on as may be written now, at most
+    /// `capacity`, as one chunk (module doc, "Sending a batch"): per-record stamps, then one `head` store,
     /// `F_p`, join check and wake. Returns how many were published (0: no room, or this
     /// process lost the sender role).
     #[inline]
-    pub fn send_chunk<T: Pod>(&mut self, view: &RingView<'_>, records: &[T]) -> usize {
+    pub fn send_chunk<R: Records + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        records: &R,
+        from: usize,
+    ) -> usize {
         if !self.holds_role(view) {
             return 0;
         }
         let max = records
-            .len()
+            .count()
+            .saturating_sub(from)
             .min(usize::try_from(view.geom.capacity).unwrap_or(usize::MAX));
         let mut sent = 0;
         while sent < max && self.has_space(view) {
             let seq = self.begin(view);
-            write_record(view, seq, &records[sent]);
+            write_record(view, seq, records.record(from + sent));
             self.stamp_done(view);
             sent += 1;
         }

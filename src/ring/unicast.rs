@@ -42,8 +42,7 @@
 //! dies in a batch leaves at most one record to rescue, and every record still goes
 //! to exactly one receiver.
 
-use bytemuck::Pod;
-
+use super::record::Record;
 use super::seqlock::load_words;
 use super::table::{claim_free, sweep_parked};
 use super::RingView;
@@ -92,9 +91,10 @@ impl Worker {
         view.ctl.read.load(Ordering::Relaxed)
     }
 
-    /// Takes the next record if one is published.
+    /// Takes the next record into `dst` if one is published (`true`); on `false` `dst`
+    /// holds nothing to deliver.
     #[inline]
-    pub fn try_take<T: Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
+    pub fn try_take_into<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> bool {
         let entry = self.entry(view);
         let read = &view.ctl.read;
         // Bounded: each round takes a record, skips a settled claim, or loses a race
@@ -121,14 +121,9 @@ impl Worker {
                     continue;
                 }
                 entry.cursor.store(r.wrapping_add(1), Ordering::Relaxed);
-                let mut value = T::zeroed();
-                load_words(
-                    &view.slots[view.geom.data_range(r)],
-                    bytemuck::bytes_of_mut(&mut value),
-                );
-                let ours = settle(view, entry, r);
-                if ours {
-                    return Some(value);
+                load_words(&view.slots[view.geom.data_range(r)], dst.bytes_mut());
+                if settle(view, entry, r) {
+                    return true;
                 }
                 continue;
             }
@@ -136,16 +131,30 @@ impl Worker {
                 // A stamp past anything `r` can have is corrupt: step over it.
                 || current > stamp_settled(r);
             if !skip {
-                return None;
+                return false;
             }
             let _ =
                 read.compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
         }
-        None
+        false
     }
 
-    /// Idle-time recovery: delivers a record that a receiver took and died with.
-    pub fn rescue<T: Pod>(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> Option<T> {
+    /// [`Worker::try_take_into`] returning the record by value (the ring's tests and
+    /// models).
+    #[cfg(any(test, loom))]
+    pub fn try_take<T: bytemuck::Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
+        let mut value = T::zeroed();
+        self.try_take_into(view, &mut value).then_some(value)
+    }
+
+    /// Idle-time recovery: delivers into `dst` a record that a receiver took and died
+    /// with (`true`).
+    pub fn rescue_into<R: Record + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+        dst: &mut R,
+    ) -> bool {
         let entry = self.entry(view);
         // `Acquire`: pairs with the takers' C2, so their C1 claims are visible.
         let read = view.ctl.read.load(Ordering::Acquire);
@@ -165,17 +174,25 @@ impl Worker {
                 continue;
             }
             entry.claim.store(seq.wrapping_add(1), Ordering::Relaxed);
-            let mut value = T::zeroed();
-            load_words(
-                &view.slots[view.geom.data_range(seq)],
-                bytemuck::bytes_of_mut(&mut value),
-            );
+            load_words(&view.slots[view.geom.data_range(seq)], dst.bytes_mut());
             if settle(view, entry, seq) {
                 view.ctl.membership.rescued.fetch_add(1, Ordering::Relaxed);
-                return Some(value);
+                return true;
             }
         }
-        None
+        false
+    }
+
+    /// [`Worker::rescue_into`] returning the record by value (the ring's tests).
+    #[cfg(any(test, loom))]
+    pub fn rescue<T: bytemuck::Pod>(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+    ) -> Option<T> {
+        let mut value = T::zeroed();
+        self.rescue_into(view, liveness, &mut value)
+            .then_some(value)
     }
 
     /// Gives the entry back.

@@ -63,3 +63,11 @@ pub struct SegmentInfo {
     /// observer in it gets [`Stats`](crate::stats::Stats).
     pub creator_pid_ns: Option<u64>,
 }
+
+impl SegmentInfo {
+    /// The layout of the segment's records, as a raw side opens it with
+    /// ([`raw::route`](crate::raw::route), [`raw::channel`](crate::raw::channel)).
+    pub fn layout(&self) -> crate::raw::RecordLayout {
+        crate::raw::RecordLayout::from_header(self.record_size, self.record_align, &self.type_name)
+    }
+}

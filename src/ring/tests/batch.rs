@@ -91,7 +91,7 @@ fn a_route_sends_more_records_than_the_capacity_in_chunks() {
     let mut rx = Consumer::join(&view, 1).expect("join");
     let records: Vec<u64> = (0..10).collect();
     assert_eq!(
-        try_send_many(&mut tx, &view, &records, &ALIVE, false),
+        try_send_many(&mut tx, &view, &records[..], &ALIVE, false),
         Ok(10)
     );
     assert_eq!(view.ctl.head.load(Ordering::Relaxed), 10);
@@ -108,7 +108,7 @@ fn a_route_sends_more_records_than_the_capacity_in_chunks() {
     let mut rx = Consumer::join(&view, 1).expect("join");
     let deadline = Some(Instant::now() + Duration::from_millis(20));
     assert_eq!(
-        send_many(&mut tx, &view, &records, Wait::Spin, deadline, &ALIVE),
+        send_many(&mut tx, &view, &records[..], Wait::Spin, deadline, &ALIVE),
         Err((4, SendFail::Full))
     );
     let mut got = Vec::new();
@@ -159,7 +159,7 @@ fn unicast_batches_take_each_record_once() {
     let mut sb = RecvState::before_join(&view);
     let records: Vec<u64> = (0..9).collect();
     assert_eq!(
-        try_send_many(&mut tx, &view, &records, &ALIVE, false),
+        try_send_many(&mut tx, &view, &records[..], &ALIVE, false),
         Ok(4)
     );
     let mut got = Vec::new();

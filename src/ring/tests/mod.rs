@@ -61,7 +61,7 @@ pub(super) fn stamp(view: &RingView<'_>, seq: u64) -> Stamp {
 pub(super) fn die_after_done_stamp(view: &RingView<'_>, tx: &mut Producer, value: u64) -> u64 {
     let seq = tx.next_seq(view);
     assert_eq!(tx.begin(view, &ALIVE, false), Begin::Ours);
-    write_record(view, seq, &value);
+    write_record(view, seq, bytemuck::bytes_of(&value));
     view.slots[view.geom.stamp_index(seq)].store(stamp_done(seq), Ordering::Release);
     seq
 }

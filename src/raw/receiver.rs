@@ -1,0 +1,395 @@
+//! [`RawReceiver`]: the receiving half, over records as bytes. The typed
+//! [`Receiver<T>`](crate::Receiver) wraps it; both drive `ring::reader::Reader` and the
+//! receive loop of `ring/recv.rs` on a mapped segment.
+
+use std::time::{Duration, Instant};
+
+use super::error::RawError;
+use super::layout::RecordLayout;
+use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::process::{self, ProcLiveness};
+use crate::ring::reader::Reader;
+use crate::ring::record::{Packed, Record, RecordsMut};
+use crate::ring::recv::{self, RecvState};
+use crate::segment::Segment;
+use crate::wait::Wait;
+
+/// How many empty `try_recv` calls between two liveness checks of the senders (a
+/// liveness check reads `/proc`; an empty poll must stay cheap).
+const EMPTY_POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
+
+/// The receiving half of a segment, with records as bytes. Opened with
+/// [`raw::route`](super::route) or [`raw::channel`](super::channel) and an explicit
+/// [`RecordLayout`]; everything [`Receiver<T>`](crate::Receiver) documents (where it
+/// starts, lagging, disconnection, eviction, dropping) holds here too, with
+/// [`RawError::Length`] for a buffer that does not fit.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmchan::{raw::{self, RecordLayout}, Overflow, RecvError};
+///
+/// # let name = format!("doc-raw-receiver-{}", std::process::id());
+/// let layout = RecordLayout::new(3, 1, "Rgb")?;
+/// let builder = raw::route(&name, layout).capacity(4).overflow(Overflow::Block);
+/// let mut tx = builder.clone().sender()?;
+/// let mut rx = builder.receiver()?;
+/// tx.send_many_bytes(b"abcdef")?;
+/// let mut one = [0u8; 3];
+/// rx.recv_into(&mut one)?;
+/// assert_eq!(&one, b"abc");
+/// assert!(rx.recv_into(&mut [0u8; 4]).is_err_and(|e| e.is_length()));
+/// rx.recv_into(&mut one)?;
+/// assert_eq!(&one, b"def");
+/// drop(tx);
+/// assert_eq!(rx.recv_into(&mut one), Err(RecvError::Disconnected.into()));
+/// # drop(rx); shmchan::Route::<[u8; 3]>::remove(&name)?;
+/// # Ok(()) }
+/// ```
+pub struct RawReceiver {
+    segment: Segment,
+    /// `None` only during drop.
+    reader: Option<Reader>,
+    state: RecvState,
+    wait: Wait,
+    layout: RecordLayout,
+    /// The owner word of the process that opened this receiver.
+    owner: u64,
+    empty_polls: u32,
+    lagged_total: u64,
+}
+
+impl std::fmt::Debug for RawReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawReceiver")
+            .field("path", &self.segment.path())
+            .field("layout", &self.layout)
+            .field("reader", &self.reader)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl RawReceiver {
+    pub(crate) fn attach(
+        segment: Segment,
+        wait: Wait,
+        layout: RecordLayout,
+    ) -> Result<Self, OpenError> {
+        let view = segment.view();
+        let state = RecvState::before_join(&view);
+        let owner = process::current_owner();
+        let reader =
+            Reader::join(&view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
+                path: segment.path().to_owned(),
+                max: view.receivers.len(),
+            })?;
+        Ok(RawReceiver {
+            segment,
+            reader: Some(reader),
+            state,
+            wait,
+            layout,
+            owner,
+            empty_polls: 0,
+            lagged_total: 0,
+        })
+    }
+
+    /// The layout of this segment's records.
+    pub fn layout(&self) -> &RecordLayout {
+        &self.layout
+    }
+
+    /// Receives the next record into `buf` (exactly one record's bytes), waiting for it
+    /// per the [`Wait`] strategy. Errors as [`Receiver::recv`](crate::Receiver::recv).
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<(), RawError<RecvError>> {
+        self.check_one(buf.len())?;
+        self.recv_record(buf).map_err(RawError::Channel)
+    }
+
+    /// Like [`RawReceiver::recv_into`], giving up with [`RecvTimeoutError::Timeout`]
+    /// after `timeout`.
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(), RawError<RecvTimeoutError>> {
+        self.check_one(buf.len())?;
+        self.recv_record_deadline(buf, Some(Instant::now() + timeout))
+            .map_err(RawError::Channel)
+    }
+
+    /// Receives the next record into `buf` if one is there now.
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<(), RawError<TryRecvError>> {
+        self.check_one(buf.len())?;
+        self.try_recv_record(buf).map_err(RawError::Channel)
+    }
+
+    /// Receives at least one record into the front of `buf` (a whole number of
+    /// records), waiting for it, with every further record ready now that fits;
+    /// returns how many records. As [`Receiver::recv_many`](crate::Receiver::recv_many).
+    pub fn recv_many_into(&mut self, buf: &mut [u8]) -> Result<usize, RawError<RecvError>> {
+        let mut out = self.packed(buf)?;
+        self.recv_many_records(&mut out).map_err(RawError::Channel)
+    }
+
+    /// Like [`RawReceiver::recv_many_into`], giving up after `timeout` if no record
+    /// came.
+    pub fn recv_many_into_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RawError<RecvTimeoutError>> {
+        let mut out = self.packed(buf)?;
+        self.recv_many_records_deadline(&mut out, Some(Instant::now() + timeout))
+            .map_err(RawError::Channel)
+    }
+
+    /// Copies the records that are there now into the front of `buf` (a whole number
+    /// of records) and returns how many: at least one, or [`TryRecvError::Empty`].
+    pub fn try_recv_many_into(&mut self, buf: &mut [u8]) -> Result<usize, RawError<TryRecvError>> {
+        let mut out = self.packed(buf)?;
+        self.try_recv_many_records(&mut out)
+            .map_err(RawError::Channel)
+    }
+
+    fn check_one<E>(&self, len: usize) -> Result<(), RawError<E>> {
+        if len == self.layout.size() {
+            Ok(())
+        } else {
+            Err(RawError::Length {
+                len,
+                record_size: self.layout.size(),
+                whole: false,
+            })
+        }
+    }
+
+    fn packed<'b, E>(&self, buf: &'b mut [u8]) -> Result<Packed<&'b mut [u8]>, RawError<E>> {
+        let len = buf.len();
+        Packed::new(buf, self.layout.size()).ok_or(RawError::Length {
+            len,
+            record_size: self.layout.size(),
+            whole: true,
+        })
+    }
+
+    /// Total records this receiver skipped because it lagged.
+    pub fn lagged_total(&self) -> u64 {
+        self.lagged_total
+    }
+
+    /// Broadcast: sequence number of the next record this receiver will read.
+    /// Unicast: of the next record any receiver will take.
+    pub fn next_seq(&self) -> u64 {
+        let view = self.segment.view();
+        self.reader.as_ref().map_or(0, |r| r.waiting_on(&view))
+    }
+
+    // The one implementation of receiving, generic over the record buffer: the typed
+    // `Receiver<T>` calls these with `T` (a size known at compile time), the methods
+    // above with byte buffers of the segment's record size.
+
+    /// [`RawReceiver::recv_into`] for a buffer of the right size.
+    #[inline(always)]
+    pub(crate) fn recv_record<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), RecvError> {
+        if self.read_fast(dst) {
+            return Ok(());
+        }
+        match self.recv_slow(dst, None) {
+            Ok(()) => Ok(()),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
+            // No deadline: nothing else ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// [`RawReceiver::try_recv_into`] for a buffer of the right size.
+    #[inline(always)]
+    pub(crate) fn try_recv_record<R: Record + ?Sized>(
+        &mut self,
+        dst: &mut R,
+    ) -> Result<(), TryRecvError> {
+        if self.read_fast(dst) {
+            return Ok(());
+        }
+        self.try_recv_slow(dst)
+    }
+
+    /// The common case of every receive, inlined: the next record is there.
+    #[inline(always)]
+    fn read_fast<R: Record + ?Sized>(&mut self, dst: &mut R) -> bool {
+        let view = self.segment.view();
+        match self.reader.as_mut() {
+            Some(reader) => reader.read_fast(&view, dst),
+            None => false,
+        }
+    }
+
+    fn count_lag<T, E: LagOf>(&mut self, result: Result<T, E>) -> Result<T, E> {
+        if let Err(e) = &result {
+            if let Some(n) = e.lag() {
+                self.lagged_total = self.lagged_total.saturating_add(n);
+            }
+        }
+        result
+    }
+
+    #[inline(never)]
+    fn try_recv_slow<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), TryRecvError> {
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
+        let view = self.segment.view();
+        let result = recv::poll_into(
+            &view,
+            present(&mut self.reader),
+            &mut self.state,
+            check_liveness,
+            &ProcLiveness,
+            dst,
+        );
+        self.count_lag(result)
+    }
+
+    /// The blocking receive of one record, until `deadline` (`None`: for ever).
+    pub(crate) fn recv_record_deadline<R: Record + ?Sized>(
+        &mut self,
+        dst: &mut R,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        if self.read_fast(dst) {
+            return Ok(());
+        }
+        self.recv_slow(dst, deadline)
+    }
+
+    #[inline(never)]
+    fn recv_slow<R: Record + ?Sized>(
+        &mut self,
+        dst: &mut R,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        let view = self.segment.view();
+        let result = recv::recv_into(
+            &view,
+            present(&mut self.reader),
+            &mut self.state,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+            dst,
+        );
+        self.count_lag(result)
+    }
+
+    /// The blocking batch receive.
+    pub(crate) fn recv_many_records<R: RecordsMut + ?Sized>(
+        &mut self,
+        out: &mut R,
+    ) -> Result<usize, RecvError> {
+        match self.recv_many_records_deadline(out, None) {
+            Ok(n) => Ok(n),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
+            // No deadline: nothing else ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// The blocking batch receive, until `deadline` (`None`: for ever).
+    pub(crate) fn recv_many_records_deadline<R: RecordsMut + ?Sized>(
+        &mut self,
+        out: &mut R,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvTimeoutError> {
+        let view = self.segment.view();
+        let result = recv::recv_many(
+            &view,
+            present(&mut self.reader),
+            &mut self.state,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+            out,
+        );
+        self.count_lag(result)
+    }
+
+    /// The non-blocking batch receive.
+    pub(crate) fn try_recv_many_records<R: RecordsMut + ?Sized>(
+        &mut self,
+        out: &mut R,
+    ) -> Result<usize, TryRecvError> {
+        if out.count() == 0 {
+            return Ok(0);
+        }
+        let view = self.segment.view();
+        let mut result = match present(&mut self.reader).read_many(&view, out) {
+            Some(result) => result,
+            None => Err(TryRecvError::Empty),
+        };
+        if result == Err(TryRecvError::Empty) {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
+            result = recv::poll_many(
+                &view,
+                present(&mut self.reader),
+                &mut self.state,
+                check_liveness,
+                &ProcLiveness,
+                out,
+            );
+        }
+        self.count_lag(result)
+    }
+}
+
+/// The reader, which is there until drop.
+fn present(reader: &mut Option<Reader>) -> &mut Reader {
+    reader.as_mut().expect("the reader is present until drop")
+}
+
+/// The lag an error reports, for [`RawReceiver::lagged_total`].
+trait LagOf {
+    fn lag(&self) -> Option<u64>;
+}
+
+impl LagOf for RecvError {
+    fn lag(&self) -> Option<u64> {
+        match self {
+            RecvError::Lagged(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl LagOf for RecvTimeoutError {
+    fn lag(&self) -> Option<u64> {
+        match self {
+            RecvTimeoutError::Lagged(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl LagOf for TryRecvError {
+    fn lag(&self) -> Option<u64> {
+        match self {
+            TryRecvError::Lagged(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for RawReceiver {
+    fn drop(&mut self) {
+        // A copy in a forked child belongs to the parent, which still uses it.
+        if !process::is_current_process(self.owner) {
+            return;
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.leave(&self.segment.view());
+        }
+    }
+}

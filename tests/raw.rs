@@ -1,0 +1,329 @@
+//! `shmchan::raw`: opening with an explicit layout (checked like a typed open),
+//! `inspect`, and buffers of the wrong length. The cross-process matrix of raw and
+//! typed ends is in `tests/batch.rs`.
+
+mod common;
+
+use std::io;
+use std::time::Duration;
+
+use common::{unique_name, Rec};
+use shmchan::raw::{self, RawError, RecordLayout};
+use shmchan::stats::{Family, Observer};
+use shmchan::{
+    Channel, Mode, OpenError, Overflow, RecvError, RecvTimeoutError, Route, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+
+const TIMEOUT: Duration = Duration::from_millis(1);
+
+fn mismatch(
+    result: Result<impl std::fmt::Debug, OpenError>,
+) -> (&'static str, String, String, String) {
+    match result {
+        Err(e @ OpenError::Mismatch { .. }) => {
+            let message = e.to_string();
+            let OpenError::Mismatch {
+                field,
+                expected,
+                found,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            (field, expected, found, message)
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_raw_open_with_another_size_alignment_or_schema_is_refused_naming_both_sides() {
+    let name = unique_name("raw-mismatch");
+    let _tx = Route::<Rec>::sender(&name).expect("typed sender");
+    let size = size_of::<Rec>();
+
+    let bigger = RecordLayout::new(size + 8, 8, "Rec").expect("layout");
+    let (field, expected, found, message) = mismatch(raw::route(&name, bigger).receiver());
+    assert_eq!(field, "record size");
+    assert_eq!(
+        (expected, found),
+        ((size + 8).to_string(), size.to_string())
+    );
+    assert!(message.contains("record size"), "{message}");
+
+    let aligned = RecordLayout::new(size, 16, "Rec").expect("layout");
+    let (field, expected, found, _) = mismatch(raw::route(&name, aligned).receiver());
+    assert_eq!(field, "record alignment");
+    assert_eq!((expected.as_str(), found.as_str()), ("16", "8"));
+
+    let renamed = RecordLayout::new(size, 8, "Quote").expect("layout");
+    let (field, expected, found, message) = mismatch(raw::route(&name, renamed).receiver());
+    assert_eq!(field, "type name");
+    assert!(
+        expected.contains("Quote") && found.contains("Rec"),
+        "{message}"
+    );
+
+    // The schema can also be set on the builder, as for a typed open.
+    let renamed = RecordLayout::new(size, 8, "Quote").expect("layout");
+    raw::route(&name, renamed)
+        .schema("Rec")
+        .receiver()
+        .expect("the builder's schema wins");
+
+    // The family and the options are checked as well.
+    let (field, ..) = mismatch(raw::channel(&name, RecordLayout::of::<Rec>()).receiver());
+    assert_eq!(field, "family");
+    let (field, ..) = mismatch(
+        raw::route(&name, RecordLayout::of::<Rec>())
+            .capacity(8)
+            .receiver(),
+    );
+    assert_eq!(field, "capacity");
+    drop(_tx);
+    let _ = Route::<Rec>::remove(&name);
+}
+
+#[test]
+fn a_typed_open_is_refused_by_a_raw_segment_of_another_layout() {
+    let name = unique_name("raw-made");
+    let layout = RecordLayout::new(24, 8, "Tick").expect("layout");
+    let _rx = raw::channel(&name, layout)
+        .mode(Mode::Unicast)
+        .receiver()
+        .expect("raw receiver");
+    let (field, expected, found, _) = mismatch(
+        Channel::<[u64; 2]>::builder(&name)
+            .mode(Mode::Unicast)
+            .schema("Tick")
+            .sender(),
+    );
+    assert_eq!(
+        (field, expected.as_str(), found.as_str()),
+        ("record size", "16", "24")
+    );
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Tick([u64; 3]);
+    let mut tx = Channel::<Tick>::builder(&name)
+        .mode(Mode::Unicast)
+        .sender()
+        .expect("a type of the same layout and name opens");
+    tx.send(Tick([1, 2, 3])).expect("send");
+    let mut rx = _rx;
+    let mut buf = [0u8; 24];
+    rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
+        .expect("receive");
+    assert_eq!(buf, *bytemuck::bytes_of(&Tick([1, 2, 3])));
+    drop((tx, rx));
+    let _ = Route::<Tick>::remove(&name);
+}
+
+#[test]
+fn record_layouts_are_validated() {
+    let option = |r: Result<RecordLayout, OpenError>| match r {
+        Err(OpenError::InvalidOption { option, reason }) => (option, reason),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    };
+    assert!(option(RecordLayout::new(0, 1, "Z")).1.contains("size of 0"));
+    assert!(option(RecordLayout::new(8, 3, "Z"))
+        .1
+        .contains("power of two"));
+    assert!(option(RecordLayout::new(8, 8192, "Z"))
+        .1
+        .contains("power of two"));
+    let (opt, reason) = option(RecordLayout::new(12, 8, "Z"));
+    assert_eq!(opt, "layout");
+    assert!(reason.contains("multiple of the alignment"), "{reason}");
+    assert!(option(RecordLayout::new(8, 8, "")).1.contains("schema"));
+    assert!(option(RecordLayout::new(8, 8, &"x".repeat(129)))
+        .1
+        .contains("schema"));
+    let ok = RecordLayout::new(3, 1, "Rgb").expect("3 bytes, align 1");
+    assert_eq!((ok.size(), ok.align(), ok.schema()), (3, 1, "Rgb"));
+    assert_eq!(ok.to_string(), "Rgb (3 bytes, align 1)");
+    assert_eq!(
+        RecordLayout::of::<u16>(),
+        RecordLayout::new(2, 2, "u16").expect("u16")
+    );
+}
+
+#[test]
+fn buffers_of_the_wrong_length_are_errors_and_consume_nothing() {
+    let name = unique_name("raw-length");
+    let layout = RecordLayout::new(12, 4, "Triple").expect("layout");
+    let builder = raw::route(&name, layout)
+        .capacity(4)
+        .overflow(Overflow::Block);
+    let mut tx = builder.clone().sender().expect("sender");
+    let mut rx = builder.receiver().expect("receiver");
+    macro_rules! one {
+        ($len:expr, $whole:expr) => {
+            RawError::Length {
+                len: $len,
+                record_size: 12,
+                whole: $whole,
+            }
+        };
+    }
+
+    // Sends: exactly one record, or a whole number of them.
+    assert_eq!(tx.send_bytes(&[0; 11]), Err(one!(11, false)));
+    assert_eq!(tx.try_send_bytes(&[0; 13]), Err(one!(13, false)));
+    assert_eq!(tx.send_bytes_timeout(&[], TIMEOUT), Err(one!(0, false)));
+    assert_eq!(tx.send_many_bytes(&[0; 18]), Err(one!(18, true)));
+    assert_eq!(tx.try_send_many_bytes(&[0; 1]), Err(one!(1, true)));
+    assert_eq!(
+        tx.send_many_bytes_timeout(&[0; 25], TIMEOUT),
+        Err(one!(25, true))
+    );
+    assert_eq!(tx.next_seq(), 0, "a refused buffer sends nothing");
+    assert_eq!(tx.send_many_bytes(&[]), Ok(0));
+
+    let records: Vec<u8> = (0..36).collect();
+    assert_eq!(tx.send_many_bytes(&records), Ok(3));
+
+    // Receives: the same rules, and a refused call takes nothing.
+    let mut big = [0u8; 64];
+    assert_eq!(rx.recv_into(&mut big[..13]), Err(one!(13, false)));
+    assert_eq!(rx.try_recv_into(&mut big[..0]), Err(one!(0, false)));
+    assert_eq!(
+        rx.recv_into_timeout(&mut big[..4], TIMEOUT),
+        Err(one!(4, false))
+    );
+    assert_eq!(rx.recv_many_into(&mut big[..30]), Err(one!(30, true)));
+    assert_eq!(rx.try_recv_many_into(&mut big[..5]), Err(one!(5, true)));
+    assert_eq!(
+        rx.recv_many_into_timeout(&mut big[..64], TIMEOUT),
+        Err(one!(64, true))
+    );
+    assert_eq!(rx.next_seq(), 0, "a refused buffer takes nothing");
+    assert_eq!(rx.try_recv_many_into(&mut []), Ok(0));
+
+    let mut first = [0u8; 12];
+    rx.recv_into(&mut first).expect("first record");
+    assert_eq!(first.as_slice(), &records[..12]);
+    assert_eq!(rx.try_recv_many_into(&mut big[..48]), Ok(2));
+    assert_eq!(&big[..24], &records[12..]);
+    assert_eq!(
+        rx.try_recv_into(&mut first),
+        Err(RawError::Channel(TryRecvError::Empty))
+    );
+    let e = rx.recv_into(&mut big[..1]).expect_err("length");
+    assert!(e.is_length() && e.channel().is_none());
+    assert_eq!(
+        e.to_string(),
+        "buffer of 1 bytes does not hold one record of 12 bytes"
+    );
+
+    // Full, timeouts and disconnection come through unchanged.
+    assert_eq!(tx.try_send_many_bytes(&[7; 60]), Ok(4));
+    assert_eq!(
+        tx.try_send_bytes(&[7; 12]),
+        Err(RawError::Channel(TrySendError::Full(())))
+    );
+    assert_eq!(
+        tx.send_bytes_timeout(&[7; 12], TIMEOUT),
+        Err(RawError::Channel(SendTimeoutError::Timeout(())))
+    );
+    assert_eq!(
+        tx.send_many_bytes_timeout(&[7; 24], TIMEOUT),
+        Err(RawError::Channel(SendTimeoutError::Timeout(0)))
+    );
+    drop(tx);
+    assert_eq!(rx.recv_many_into(&mut big[..48]), Ok(4));
+    assert_eq!(
+        rx.recv_into(&mut first),
+        Err(RawError::Channel(RecvError::Disconnected))
+    );
+    assert_eq!(
+        rx.recv_many_into_timeout(&mut big[..12], TIMEOUT),
+        Err(RawError::Channel(RecvTimeoutError::Disconnected))
+    );
+    drop(rx);
+    let _ = Route::<[u8; 12]>::remove(&name);
+}
+
+#[test]
+fn inspect_reads_the_header_without_joining() {
+    let name = unique_name("raw-inspect");
+    let missing = raw::inspect(&name).expect_err("no segment yet");
+    assert!(
+        matches!(&missing, OpenError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
+        "{missing:?}"
+    );
+    assert!(matches!(
+        raw::inspect("a/b"),
+        Err(OpenError::InvalidName { .. })
+    ));
+
+    let _rx = Channel::<Rec>::builder(&name)
+        .capacity(32)
+        .mode(Mode::Unicast)
+        .max_receivers(3)
+        .receiver()
+        .expect("receiver");
+    let info = raw::inspect(&name).expect("inspect");
+    assert_eq!(
+        (info.family, info.mode, info.overflow, info.capacity),
+        (Family::Channel, Mode::Unicast, Overflow::Block, 32)
+    );
+    assert_eq!(info.layout(), RecordLayout::of::<Rec>());
+    assert_eq!(raw::inspect_path(&info.path).expect("by path"), info);
+    // Inspecting took no receiver entry: the table still has room for 2 more.
+    let stats = Observer::open(&name)
+        .expect("observer")
+        .stats()
+        .expect("stats");
+    assert_eq!(stats.live_receivers(), 1);
+    let _b = Channel::<Rec>::builder(&name)
+        .capacity(32)
+        .mode(Mode::Unicast)
+        .max_receivers(3)
+        .receiver()
+        .expect("second");
+    let _c = raw::channel(&name, info.layout())
+        .capacity(32)
+        .mode(Mode::Unicast)
+        .max_receivers(3)
+        .receiver()
+        .expect("third, raw");
+    drop((_rx, _b, _c));
+    let _ = Route::<Rec>::remove(&name);
+}
+
+#[test]
+fn typed_ends_become_raw_ones_on_the_same_entry() {
+    let name = unique_name("raw-into");
+    let builder = Route::<u32>::builder(&name).overflow(Overflow::Block);
+    let mut tx = builder.clone().sender().expect("sender");
+    let rx = builder.receiver().expect("receiver");
+    tx.send(5).expect("send");
+    let mut raw_rx = rx.into_raw();
+    let mut raw_tx = tx.into_raw();
+    assert_eq!(raw_tx.layout(), &RecordLayout::of::<u32>());
+    raw_tx.send_bytes(&6u32.to_ne_bytes()).expect("raw send");
+    let mut buf = [0u8; 8];
+    assert_eq!(raw_rx.recv_many_into(&mut buf), Ok(2));
+    assert_eq!(buf, *bytemuck::bytes_of(&[5u32, 6]));
+    // Still the only sender of the Route: a second one is refused.
+    assert!(matches!(
+        Route::<u32>::builder(&name)
+            .overflow(Overflow::Block)
+            .sender(),
+        Err(OpenError::SenderExists { .. })
+    ));
+    drop(raw_tx);
+    assert_eq!(
+        raw_rx.recv_into(&mut buf[..4]),
+        Err(RawError::Channel(RecvError::Disconnected))
+    );
+    assert_eq!(
+        raw::inspect(&name).expect("inspect").layout(),
+        RecordLayout::of::<u32>()
+    );
+    drop(raw_rx);
+    let _ = Route::<u32>::remove(&name);
+}
