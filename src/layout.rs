@@ -194,6 +194,11 @@ impl Geometry {
 //   4·seq + 2  done     record `seq` is published
 //   4·seq + 3  settled  nothing to read for `seq` any more: consumed (unicast), or the
 //                       claim was skipped because its producer died
+//   4·seq + 4  gap      `seq` is a gap marker: the sender says that the number of
+//                       records in the slot's first data word are missing upstream
+//                       (a bridge's mirror); receivers report it as `Lagged(n)`.
+//                       Above settled(seq) and below busy(seq + 1), so every lap
+//                       comparison holds; settling a taken gap lowers it to settled.
 
 /// Stamp of a slot whose record `seq` is being written.
 #[inline]
@@ -213,10 +218,17 @@ pub const fn stamp_settled(seq: u64) -> u64 {
     seq.wrapping_mul(4).wrapping_add(3)
 }
 
+/// Stamp of a slot that holds the gap marker `seq` (its first data word: how many
+/// records are missing).
+#[inline]
+pub const fn stamp_gap(seq: u64) -> u64 {
+    seq.wrapping_mul(4).wrapping_add(4)
+}
+
 /// What a stamp says, and about which sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stamp {
-    /// Never written (0), or a value no honest writer stores.
+    /// Never written (0).
     Empty,
     /// Record `seq` is being written.
     Busy(u64),
@@ -224,6 +236,8 @@ pub enum Stamp {
     Done(u64),
     /// Record `seq` was consumed or skipped.
     Settled(u64),
+    /// `seq` is a gap marker.
+    Gap(u64),
 }
 
 impl Stamp {
@@ -235,7 +249,8 @@ impl Stamp {
             1 => Stamp::Busy(seq),
             2 => Stamp::Done(seq),
             3 => Stamp::Settled(seq),
-            _ => Stamp::Empty,
+            _ if stamp == 0 => Stamp::Empty,
+            _ => Stamp::Gap((stamp / 4).wrapping_sub(1)),
         }
     }
 }
@@ -263,17 +278,19 @@ mod tests {
     }
 
     #[test]
-    fn stamps_order_busy_done_settled() {
+    fn stamps_order_busy_done_settled_gap() {
         for seq in [0u64, 1, 77] {
             assert!(stamp_busy(seq) < stamp_done(seq));
             assert!(stamp_done(seq) < stamp_settled(seq));
-            assert!(stamp_settled(seq) < stamp_busy(seq + 1));
+            assert!(stamp_settled(seq) < stamp_gap(seq));
+            assert!(stamp_gap(seq) < stamp_busy(seq + 1));
+            assert_eq!(Stamp::decode(stamp_gap(seq)), Stamp::Gap(seq));
             assert_eq!(Stamp::decode(stamp_busy(seq)), Stamp::Busy(seq));
             assert_eq!(Stamp::decode(stamp_done(seq)), Stamp::Done(seq));
             assert_eq!(Stamp::decode(stamp_settled(seq)), Stamp::Settled(seq));
         }
         assert_ne!(stamp_done(0), 0, "a zeroed slot is not record 0");
         assert_eq!(Stamp::decode(0), Stamp::Empty);
-        assert_eq!(Stamp::decode(8), Stamp::Empty);
+        assert_eq!(Stamp::decode(8), Stamp::Gap(1));
     }
 }

@@ -25,7 +25,9 @@ use crate::wait::Wait;
 ///   with `n` the number of records it missed, and the next receive returns the
 ///   oldest record still in the ring (as `tokio::sync::broadcast`). A torn or
 ///   overwritten record is never returned. In lossless modes a live receiver never
-///   lags: the senders wait for it.
+///   lags: the senders wait for it. The one exception, in every mode, is a *gap* its
+///   sender published ([`RawSender::publish_gap`](crate::raw::RawSender::publish_gap):
+///   records a bridge's source lost), reported as `Lagged(n)` at that point.
 /// * **Disconnection.** When every sender has left or died, the receiver first drains
 ///   what they published, then gets [`RecvError::Disconnected`]; so does every later
 ///   call, until a new sender attaches. A receiver that joined before any sender

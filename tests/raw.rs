@@ -327,3 +327,81 @@ fn typed_ends_become_raw_ones_on_the_same_entry() {
     drop(raw_rx);
     let _ = Route::<u32>::remove(&name);
 }
+
+/// `RawSender::publish_gap` through the public API, every family and mode: each
+/// receiver reports the gap once as `Lagged(n)` (in unicast, one receiver), counts it
+/// in `lagged_total`, and continues; batches stop before it.
+#[test]
+fn a_published_gap_is_reported_as_a_lag_by_every_receiver_kind() {
+    use shmchan::stats::Family;
+    for (family, mode, overflow) in [
+        (Family::Route, Mode::Broadcast, Overflow::Overwrite),
+        (Family::Route, Mode::Broadcast, Overflow::Block),
+        (Family::Route, Mode::Unicast, Overflow::Block),
+        (Family::Channel, Mode::Broadcast, Overflow::Overwrite),
+        (Family::Channel, Mode::Broadcast, Overflow::Block),
+        (Family::Channel, Mode::Unicast, Overflow::Block),
+    ] {
+        let name = unique_name("raw-gap");
+        let layout = RecordLayout::of::<u64>();
+        let raw_builder = match family {
+            Family::Route => raw::route(&name, layout),
+            Family::Channel => raw::channel(&name, layout),
+        }
+        .capacity(4)
+        .mode(mode)
+        .overflow(overflow);
+        let typed = |name: &str| {
+            match family {
+                Family::Route => Route::<u64>::builder(name),
+                Family::Channel => Channel::<u64>::builder(name),
+            }
+            .capacity(4)
+            .mode(mode)
+            .overflow(overflow)
+        };
+        let mut rx = typed(&name).receiver().expect("receiver");
+        let mut tx = raw_builder.sender().expect("raw sender");
+        let config = format!("{family} {mode:?} {overflow:?}");
+        tx.send_many_bytes(bytemuck::cast_slice(&[1u64, 2]))
+            .expect("send");
+        tx.publish_gap(0).expect("a gap of 0 publishes nothing");
+        tx.publish_gap(40).expect("gap");
+        tx.send_bytes(&43u64.to_ne_bytes()).expect("send");
+        let mut buf = [0u64; 4];
+        assert_eq!(rx.recv_many(&mut buf), Ok(2), "{config}");
+        assert_eq!(buf[..2], [1, 2], "{config}");
+        assert_eq!(
+            rx.recv_many(&mut buf),
+            Err(RecvError::Lagged(40)),
+            "{config}"
+        );
+        assert_eq!(rx.recv(), Ok(43), "{config}");
+        assert_eq!(rx.lagged_total(), 40, "{config}");
+        // The gap's slot was freed: a lossless ring of 4 takes 4 more.
+        assert_eq!(
+            tx.try_send_many_bytes(bytemuck::cast_slice(&[44u64, 45, 46, 47])),
+            Ok(4),
+            "{config}"
+        );
+        if overflow == Overflow::Block {
+            assert_eq!(
+                tx.try_publish_gap(1),
+                Err(TrySendError::Full(())),
+                "{config}: a gap waits for room like a record"
+            );
+            assert_eq!(
+                tx.publish_gap_timeout(1, TIMEOUT),
+                Err(SendTimeoutError::Timeout(())),
+                "{config}"
+            );
+        }
+        assert_eq!(
+            rx.try_iter().collect::<Vec<_>>(),
+            [44, 45, 46, 47],
+            "{config}"
+        );
+        drop((tx, rx));
+        let _ = Route::<u64>::remove(&name);
+    }
+}

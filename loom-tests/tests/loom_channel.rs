@@ -411,7 +411,10 @@ fn channel_busy_lap_older_writer() {
                 let view = ring.view();
                 thread::yield_now();
                 a.write(&view, &[value(0, 0); 2]);
-                assert!(a.commit(&view), "nobody voids an Overwrite claim here");
+                assert!(
+                    a.commit(&view, false),
+                    "nobody voids an Overwrite claim here"
+                );
             })
         };
         let newer = {

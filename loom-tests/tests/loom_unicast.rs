@@ -18,6 +18,7 @@ use shmchan::layout::{stamp_busy, stamp_done, stamp_settled};
 use shmchan::process::Liveness;
 use shmchan::ring::producer::{Begin, Producer};
 use shmchan::ring::reader::Reader;
+use shmchan::ring::record::GapMarker;
 use shmchan::ring::recv::{poll, RecvState};
 use shmchan::ring::send::SendFail;
 use shmchan::ring::{HeapRing, RingView};
@@ -243,7 +244,7 @@ fn unicast_channel_no_claim_past_an_unwritten_one() {
         );
         assert_eq!(p0.begin(&view, &ALL_ALIVE, false), Begin::Ours);
         p0.write(&view, &value(0, 0));
-        assert!(p0.commit(&view));
+        assert!(p0.commit(&view, false));
         assert_eq!(
             try_send_now(&mut p1, &view, &value(1, 1)),
             Err(SendFail::Full),
@@ -459,5 +460,52 @@ fn route_takeover_after_a_consumed_record() {
             assert_eq!(stamp, stamp_settled(seq), "slot of {seq}");
             assert!(stamp > stamp_busy(seq));
         }
+    });
+}
+
+/// A gap marker (`RawSender::publish_gap`) and a record, two workers polling while the
+/// producer sends a second record into the gap's slot once it is freed: the gap is reported
+/// (`Lagged(5)`) by exactly one worker, and each record is taken exactly once. A
+/// gap taken twice, or stepped over, or a producer overwriting an untaken gap, fails.
+#[test]
+fn unicast_gap_goes_to_exactly_one_worker() {
+    /// What a worker got: records, and a lag as `u64::MAX - n`.
+    fn take_or_lag(w: &mut Reader, state: &mut RecvState, view: &RingView<'_>) -> Vec<Rec> {
+        (0..2)
+            .filter_map(|_| {
+                thread::yield_now();
+                match poll::<Rec>(view, w, state, false, &ALL_ALIVE) {
+                    Ok(v) => Some(v),
+                    Err(TryRecvError::Lagged(n)) => Some(u64::MAX - n),
+                    Err(TryRecvError::Empty) => None,
+                    Err(e) => panic!("worker got {e:?}"),
+                }
+            })
+            .collect()
+    }
+    loom::model(|| {
+        let ring = ring(2, 2, 0);
+        let view = ring.view();
+        let mut tx = attach_route(&view, SENDER);
+        let (mut a, mut sa) = join_reader(&view, 1);
+        let (mut b, mut sb) = join_reader(&view, 2);
+        // The gap first: the third record goes into its slot once it is taken.
+        shmchan::ring::send::try_send(&mut tx, &view, &GapMarker::new(5), &ALL_ALIVE, false)
+            .expect("room for the gap");
+        try_send_now(&mut tx, &view, &1u64).expect("room");
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || send_block(&mut tx, &ring.view(), &3u64))
+        };
+        let worker = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || take_or_lag(&mut b, &mut sb, &ring.view()))
+        };
+        let mut got_a = take_or_lag(&mut a, &mut sa, &view);
+        let got_b = worker.join().expect("worker b");
+        producer.join().expect("producer");
+        got_a.extend(take_or_lag(&mut a, &mut sa, &view));
+        got_a.extend(take_or_lag(&mut a, &mut sa, &view));
+        exactly_once(&[got_a, got_b], &[1, 3, u64::MAX - 5]);
     });
 }

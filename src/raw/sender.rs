@@ -10,7 +10,7 @@ use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, Try
 use crate::options::Family;
 use crate::process::{self, ProcLiveness};
 use crate::ring::producer::Producer;
-use crate::ring::record::{Packed, Record, Records};
+use crate::ring::record::{GapMarker, Packed, Record, Records};
 use crate::ring::send::{self, SendFail};
 use crate::ring::table;
 use crate::segment::Segment;
@@ -169,6 +169,69 @@ impl RawSender {
         let records = self.packed(bytes)?;
         self.send_many_records_timeout(&records, timeout)
             .map_err(RawError::Channel)
+    }
+
+    /// Publishes a *gap*: `missing` records that this sender never had (its source lost
+    /// them), at this point of the sequence. Every receiver that reaches it gets
+    /// [`RecvError::Lagged(missing)`](crate::RecvError::Lagged) once (in unicast, the
+    /// one receiver that takes it), counted in its `lagged_total`, and then the next
+    /// record; lossless receivers too, which otherwise never lag. The marker takes one
+    /// slot and waits for room like a record. `missing == 0` publishes nothing.
+    ///
+    /// This is how a mirror of a remote segment (a bridge) keeps the promise that a
+    /// reader either gets every record or learns how many it missed.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{raw::{self, RecordLayout}, Overflow, RecvError, Route};
+    ///
+    /// # let name = format!("doc-gap-{}", std::process::id());
+    /// let mut tx = raw::route(&name, RecordLayout::of::<u64>()).overflow(Overflow::Block).sender()?;
+    /// let mut rx = Route::<u64>::builder(&name).overflow(Overflow::Block).receiver()?;
+    /// tx.send_bytes(&1u64.to_ne_bytes())?;
+    /// tx.publish_gap(5)?; // records 2 to 6 were lost upstream
+    /// tx.send_bytes(&7u64.to_ne_bytes())?;
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// assert_eq!(rx.recv(), Err(RecvError::Lagged(5)));
+    /// assert_eq!(rx.recv(), Ok(7));
+    /// assert_eq!(rx.lagged_total(), 5);
+    /// # drop((tx, rx)); Route::<u64>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn publish_gap(&mut self, missing: u64) -> Result<(), SendError<()>> {
+        if missing == 0 {
+            return Ok(());
+        }
+        self.send_record(&GapMarker::new(missing))
+            .map_err(|_| SendError::Evicted(()))
+    }
+
+    /// [`RawSender::publish_gap`] if there is room now.
+    pub fn try_publish_gap(&mut self, missing: u64) -> Result<(), TrySendError<()>> {
+        if missing == 0 {
+            return Ok(());
+        }
+        self.try_send_record(&GapMarker::new(missing))
+            .map_err(|fail| match fail {
+                SendFail::Full => TrySendError::Full(()),
+                SendFail::Evicted => TrySendError::Evicted(()),
+            })
+    }
+
+    /// [`RawSender::publish_gap`], waiting at most `timeout` for room.
+    pub fn publish_gap_timeout(
+        &mut self,
+        missing: u64,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<()>> {
+        if missing == 0 {
+            return Ok(());
+        }
+        self.send_record_deadline(&GapMarker::new(missing), Some(Instant::now() + timeout))
+            .map_err(|fail| match fail {
+                SendFail::Full => SendTimeoutError::Timeout(()),
+                SendFail::Evicted => SendTimeoutError::Evicted(()),
+            })
     }
 
     fn check_one<E>(&self, len: usize) -> Result<(), RawError<E>> {

@@ -3,7 +3,7 @@
 //!
 //! The ring is a sequence-stamped *seqlock ring*, the broadcast relative of Vyukov's
 //! bounded queue used by crossbeam's `flavors/array.rs` and of Aeron's term buffers: a
-//! slot's stamp (`layout.rs`: `4·seq + 1` busy, `+ 2` done, `+ 3` settled) says which
+//! slot's stamp (`layout.rs`: `4·seq + 1` busy, `+ 2` done, `+ 3` settled, `+ 4` gap) says which
 //! record it holds and whether it is complete, so readers need no shared read cursor.
 //!
 //! # Memory
@@ -18,8 +18,10 @@
 //!
 //! 1. Stamps of a slot only grow, so for a reader of `seq` a stamp `< done(seq)` means
 //!    "not yet", `== done(seq)` "here", `== settled(seq)` "skipped, nothing to read"
-//!    (a `Channel` claim whose producer died, `multi.rs`), and anything above "
-//!    overwritten: you lagged".
+//!    (a `Channel` claim whose producer died, `multi.rs`), `== gap(seq)` "a gap
+//!    marker: report its count as a lag and step over it" (`RawSender::publish_gap`),
+//!    and anything above "overwritten: you lagged". (A gap marker is read with the
+//!    same copy-and-check as a record, `seqlock.rs`, `gap_if_intact`.)
 //! 2. A reader returns a record only if the stamp was `done(seq)` both before and after
 //!    copying it (`seqlock.rs`): a torn or overwritten copy is never returned.
 //! 3. Lossless (`Overflow::Block`): no producer writes `seq` before every live receiver's
@@ -103,10 +105,10 @@
 //! (`table.rs`); a live receiver that finds its owner word changed reports `Evicted`.
 
 use super::record::{Record, RecordsMut};
-use super::seqlock::copy_if_intact;
+use super::seqlock::{copy_if_intact, gap_if_intact};
 use super::table::{claim_free, sweep_parked};
 use super::RingView;
-use crate::layout::{stamp_done, stamp_settled, ReceiverEntry};
+use crate::layout::{stamp_done, stamp_gap, stamp_settled, ReceiverEntry};
 use crate::process::ProcLiveness;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::weaken::{heavy_fence, light_fence, seqcst_fence, weaken};
@@ -238,6 +240,10 @@ impl Consumer {
                 // A `Channel` claim skipped (its producer died): no record.
                 self.advance(view, seq.wrapping_add(1));
                 continue;
+            } else if s1 == stamp_gap(seq) {
+                if let Some(missing) = gap_if_intact(view, seq) {
+                    return self.pass_gap(view, seq, missing);
+                }
             }
             return self.resync(view, seq);
         }
@@ -295,6 +301,18 @@ impl Consumer {
                 continue;
             } else if s1 == stamp_settled(seq) {
                 break;
+            } else if s1 == stamp_gap(seq) {
+                // A gap marker ends the batch before it; first in the batch, it is the
+                // answer (as a lag).
+                if n > 0 {
+                    break;
+                }
+                if let Some(missing) = gap_if_intact(view, seq) {
+                    return match self.pass_gap(view, seq, missing) {
+                        Read::Lagged(k) => Batch::Lagged(k),
+                        _ => Batch::Empty,
+                    };
+                }
             }
             lapped = true;
             break;
@@ -333,6 +351,20 @@ impl Consumer {
                 sweep_parked(view, &ProcLiveness);
             }
         }
+    }
+
+    /// Moves the cursor past gap marker `seq` and reports the records it says are
+    /// missing as a lag (counted like one).
+    #[cold]
+    fn pass_gap(&mut self, view: &RingView<'_>, seq: u64, missing: u64) -> Read {
+        let entry = self.entry(view);
+        // Only this receiver writes its counters: load + store, no RMW needed.
+        entry.lagged.store(
+            entry.lagged.load(Ordering::Relaxed).wrapping_add(missing),
+            Ordering::Relaxed,
+        );
+        self.advance(view, seq.wrapping_add(1));
+        Read::Lagged(missing)
     }
 
     /// Moves the cursor past a lapped record, to the oldest one that may still be in

@@ -111,8 +111,8 @@ pub(crate) fn slot_free(view: &RingView<'_>, seq: u64) -> bool {
     match Stamp::decode(view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire)) {
         Stamp::Empty => previous.is_none(),
         Stamp::Settled(s) => previous.is_none_or(|p| s >= p),
-        // An unconsumed or half-written older record: wait. A stamp at or beyond `seq`
-        // (a corrupt value) does not block.
-        Stamp::Done(s) | Stamp::Busy(s) => s >= seq,
+        // An unconsumed or half-written older record (or an untaken gap marker): wait.
+        // A stamp at or beyond `seq` (a corrupt value) does not block.
+        Stamp::Done(s) | Stamp::Busy(s) | Stamp::Gap(s) => s >= seq,
     }
 }

@@ -79,7 +79,7 @@
 use super::gate::{gate_limit, slot_free, Gate};
 use super::table::{claim_alive, claim_free, evict_blocking, sweep_parked};
 use super::RingView;
-use crate::layout::{stamp_busy, stamp_done, stamp_settled, ProducerEntry, Stamp};
+use crate::layout::{stamp_busy, stamp_done, stamp_gap, stamp_settled, ProducerEntry, Stamp};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 use crate::weaken::{light_fence, ordering, weaken};
@@ -263,18 +263,20 @@ impl Shared {
         Begin::Ours
     }
 
-    /// Publishes the record and wakes sleeping receivers. `false` if the claim turned
-    /// void while we wrote (a receiver judged us dead): the record was not published.
+    /// Publishes the record (a gap marker if `gap`) and wakes sleeping receivers.
+    /// `false` if the claim turned void while we wrote (a receiver judged us dead): the
+    /// record was not published.
     #[inline]
-    pub fn commit(&mut self, view: &RingView<'_>) -> bool {
+    pub fn commit(&mut self, view: &RingView<'_>, gap: bool) -> bool {
         let seq = self.seq;
+        let stamp = if gap { stamp_gap(seq) } else { stamp_done(seq) };
         let entry = self.entry(view);
         // W2: `Release` pairs with the reader's R1. A CAS, not a store: a receiver may
         // have skipped this claim.
         let published = view.slots[view.geom.stamp_index(seq)]
             .compare_exchange(
                 stamp_busy(seq),
-                stamp_done(seq),
+                stamp,
                 ordering!("mp_w2", Release, Relaxed),
                 Ordering::Relaxed,
             )
@@ -357,8 +359,9 @@ pub fn resolve_stall(
         // Someone is writing `seq` (or a lap-older record in its slot): skip only if
         // that writer is dead; a live one finishes.
         Stamp::Busy(writing) => !claim_alive(view, writing, liveness),
-        // A unicast slot holding an unconsumed older record is never touched.
-        Stamp::Done(_) => patient && !view.unicast,
+        // A unicast slot holding an unconsumed older record (or gap marker) is never
+        // touched.
+        Stamp::Done(_) | Stamp::Gap(_) => patient && !view.unicast,
         Stamp::Settled(_) | Stamp::Empty => patient,
     };
     if !skippable {

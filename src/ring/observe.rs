@@ -14,7 +14,7 @@
 use super::broadcast::Read;
 use super::seqlock::load_words;
 use super::RingView;
-use crate::layout::{stamp_done, stamp_settled};
+use crate::layout::{stamp_done, stamp_gap, stamp_settled};
 use crate::sync::{fence, Ordering};
 
 /// Reads record `*cursor` into `dst` as a read-only *observer* (`shmchan tail`), and
@@ -56,6 +56,16 @@ pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()
             // A skipped `Channel` claim (or, in unicast, a consumed record): no record.
             *cursor = seq.wrapping_add(1);
             continue;
+        } else if s1 == stamp_gap(seq) {
+            // A gap marker: the records its sender says are missing, as a lag.
+            let mut count = [0u8; 8];
+            load_words(&view.slots[view.geom.data_range(seq)], &mut count);
+            // R2, as above.
+            fence(Ordering::Acquire);
+            if stamp.load(Ordering::Relaxed) == s1 {
+                *cursor = seq.wrapping_add(1);
+                return Read::Lagged(u64::from_ne_bytes(count));
+            }
         }
         // Lapped: as `Consumer::resync`, without the shared counters.
         let head = view.ctl.head.load(Ordering::Relaxed);

@@ -96,7 +96,7 @@ impl Producer {
                 }
                 let seq = p.begin(view);
                 write_record(view, seq, value.bytes());
-                p.commit(view);
+                p.commit(view, R::GAP);
                 true
             }
             Producer::Shared { producer, pending } => {
@@ -106,7 +106,7 @@ impl Producer {
                 match producer.begin(view, liveness, false) {
                     Begin::Ours => {
                         write_record(view, producer.seq(), value.bytes());
-                        producer.commit(view)
+                        producer.commit(view, R::GAP)
                     }
                     Begin::Void => false,
                     Begin::Busy | Begin::Gated => {
@@ -202,16 +202,17 @@ impl Producer {
         write_record(view, seq, value.bytes());
     }
 
-    /// Step 3b: publishes the record and wakes sleeping receivers. `false` if a
-    /// receiver voided the claim while we wrote: the record was not published.
+    /// Step 3b: publishes the record (a gap marker if `gap`, `record.rs`) and wakes
+    /// sleeping receivers. `false` if a receiver voided the claim while we wrote: the
+    /// record was not published.
     #[inline]
-    pub fn commit(&mut self, view: &RingView<'_>) -> bool {
+    pub fn commit(&mut self, view: &RingView<'_>, gap: bool) -> bool {
         match self {
             Producer::Single(p) => {
-                p.commit(view);
+                p.commit(view, gap);
                 true
             }
-            Producer::Shared { producer, .. } => producer.commit(view),
+            Producer::Shared { producer, .. } => producer.commit(view, gap),
         }
     }
 

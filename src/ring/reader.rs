@@ -6,7 +6,7 @@
 use super::broadcast::{Batch, Consumer, Read};
 use super::record::{Record, RecordsMut};
 use super::table::live_receivers;
-use super::unicast::Worker;
+use super::unicast::{Take, Worker};
 use super::RingView;
 use crate::error::TryRecvError;
 use crate::process::Liveness;
@@ -45,7 +45,7 @@ impl Reader {
     pub fn read_fast<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> bool {
         match self {
             Reader::Broadcast(c) => c.try_read_ready(view, dst),
-            Reader::Unicast(w) => w.try_take_into(view, dst),
+            Reader::Unicast(w) => w.try_take_into(view, dst, false) == Take::Record,
         }
     }
 
@@ -65,7 +65,7 @@ impl Reader {
                 Read::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
                 Read::Empty => None,
             },
-            Reader::Unicast(w) => w.try_take_into(view, dst).then_some(Ok(())),
+            Reader::Unicast(w) => delivered(w.try_take_into(view, dst, true)),
         }
     }
 
@@ -90,8 +90,14 @@ impl Reader {
             },
             Reader::Unicast(w) => {
                 let mut n = 0;
-                while n < out.count() && w.try_take_into(view, out.record_mut(n)) {
-                    n += 1;
+                // A gap marker is taken (and reported) only first in a batch; later, it
+                // ends the batch before it.
+                while n < out.count() {
+                    match w.try_take_into(view, out.record_mut(n), n == 0) {
+                        Take::Record => n += 1,
+                        Take::Gap(missing) => return Some(Err(TryRecvError::Lagged(missing))),
+                        Take::Nothing => break,
+                    }
                 }
                 (n > 0).then_some(Ok(n))
             }
@@ -99,16 +105,16 @@ impl Reader {
     }
 
     /// Unicast, when idle: delivers into `dst` a record that a receiver took and died
-    /// with (`true`).
+    /// with (`Some(Ok(()))`), or reports a gap marker it took as a lag.
     pub fn rescue_into<R: Record + ?Sized>(
         &mut self,
         view: &RingView<'_>,
         liveness: &impl Liveness,
         dst: &mut R,
-    ) -> bool {
+    ) -> Option<Result<(), TryRecvError>> {
         match self {
-            Reader::Broadcast(_) => false,
-            Reader::Unicast(w) => w.rescue_into(view, liveness, dst),
+            Reader::Broadcast(_) => None,
+            Reader::Unicast(w) => delivered(w.rescue_into(view, liveness, dst)),
         }
     }
 
@@ -120,8 +126,10 @@ impl Reader {
         liveness: &impl Liveness,
     ) -> Option<T> {
         let mut value = T::zeroed();
-        self.rescue_into(view, liveness, &mut value)
-            .then_some(value)
+        match self.rescue_into(view, liveness, &mut value) {
+            Some(Ok(())) => Some(value),
+            _ => None,
+        }
     }
 
     /// This receiver's `parked` word and owner word, for registering as a sleeper
@@ -156,5 +164,15 @@ impl Reader {
             Reader::Broadcast(c) => c.leave(view),
             Reader::Unicast(w) => w.leave(view),
         }
+    }
+}
+
+/// What a unicast take means to the receive loop: a record, a lag (a gap marker), or
+/// nothing now.
+fn delivered(take: Take) -> Option<Result<(), TryRecvError>> {
+    match take {
+        Take::Record => Some(Ok(())),
+        Take::Gap(missing) => Some(Err(TryRecvError::Lagged(missing))),
+        Take::Nothing => None,
     }
 }

@@ -18,8 +18,11 @@
 
 use bytemuck::Pod;
 
-/// One record's bytes: a `T: Pod` value, or a raw byte buffer of one record.
+/// One record's bytes: a `T: Pod` value, or a raw byte buffer of one record (or a
+/// [`GapMarker`]).
 pub trait Record {
+    /// Whether this is a gap marker, published with the gap stamp (`layout.rs`).
+    const GAP: bool = false;
     /// The record's bytes, to be written into a slot.
     fn bytes(&self) -> &[u8];
     /// The record's bytes, to be overwritten by a copy out of a slot.
@@ -47,6 +50,34 @@ impl Record for [u8] {
     #[inline(always)]
     fn bytes_mut(&mut self) -> &mut [u8] {
         self
+    }
+}
+
+/// A gap marker: this many records are missing upstream (a bridge's mirror publishes
+/// one where its source lost records). Written into a slot like a record (the count,
+/// native-endian, in the first data word, which every slot has) and published with
+/// the gap stamp; receivers report it as `Lagged(count)`.
+#[derive(Debug, Clone, Copy)]
+pub struct GapMarker([u8; 8]);
+
+impl GapMarker {
+    /// The marker for `missing` records.
+    pub fn new(missing: u64) -> Self {
+        GapMarker(missing.to_ne_bytes())
+    }
+}
+
+impl Record for GapMarker {
+    const GAP: bool = true;
+
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
     }
 }
 

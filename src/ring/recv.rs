@@ -96,13 +96,13 @@ trait Take {
         view: &RingView<'_>,
         reader: &mut Reader,
     ) -> Option<Result<Self::Out, TryRecvError>>;
-    /// Unicast recovery: a record whose taker died.
+    /// Unicast recovery: a record (or a gap marker) whose taker died.
     fn rescue(
         &mut self,
         view: &RingView<'_>,
         reader: &mut Reader,
         liveness: &impl Liveness,
-    ) -> Option<Self::Out>;
+    ) -> Option<Result<Self::Out, TryRecvError>>;
 }
 
 /// One record, copied into the buffer.
@@ -125,8 +125,8 @@ impl<R: Record + ?Sized> Take for One<'_, R> {
         view: &RingView<'_>,
         reader: &mut Reader,
         liveness: &impl Liveness,
-    ) -> Option<()> {
-        reader.rescue_into(view, liveness, self.0).then_some(())
+    ) -> Option<Result<(), TryRecvError>> {
+        reader.rescue_into(view, liveness, self.0)
     }
 }
 
@@ -150,13 +150,13 @@ impl<R: RecordsMut + ?Sized> Take for Many<'_, R> {
         view: &RingView<'_>,
         reader: &mut Reader,
         liveness: &impl Liveness,
-    ) -> Option<usize> {
+    ) -> Option<Result<usize, TryRecvError>> {
         if self.0.count() == 0 {
             return None;
         }
         reader
             .rescue_into(view, liveness, self.0.record_mut(0))
-            .then_some(1)
+            .map(|result| result.map(|()| 1))
     }
 }
 
@@ -237,8 +237,8 @@ fn poll_with<S: Take>(
                 }
             }
         }
-        if let Some(value) = take.rescue(view, reader, liveness) {
-            return Ok(value);
+        if let Some(result) = take.rescue(view, reader, liveness) {
+            return result;
         }
         reap_sender(view, liveness);
     }

@@ -76,7 +76,7 @@ pub fn try_send<R: Record + ?Sized>(
         match begun {
             Begin::Ours => {
                 p.write(view, value);
-                if p.commit(view) {
+                if p.commit(view, R::GAP) {
                     return Ok(());
                 }
             }
@@ -116,7 +116,7 @@ pub fn send<R: Record + ?Sized>(
         };
         if begun == Begin::Ours {
             p.write(view, value);
-            if p.commit(view) {
+            if p.commit(view, R::GAP) {
                 return Ok(());
             }
         }

@@ -28,7 +28,7 @@
 //! data race in Rust's memory model; the stamps decide which copies are kept.
 
 use super::RingView;
-use crate::layout::stamp_done;
+use crate::layout::{stamp_done, stamp_gap};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::weaken::weaken;
 
@@ -99,4 +99,18 @@ pub(crate) fn copy_if_intact(view: &RingView<'_>, seq: u64, dst: &mut [u8]) -> b
         fence(Ordering::Acquire);
     }
     view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_done(seq)
+}
+
+/// The copy-and-check of gap marker `seq` (`layout.rs`), whose stamp the caller has just
+/// loaded (R1, `Acquire`) as `gap(seq)`: the count of missing records, or `None` if a
+/// writer lapped us during the copy. The count is untrusted (any `u64`).
+#[inline]
+pub(crate) fn gap_if_intact(view: &RingView<'_>, seq: u64) -> Option<u64> {
+    let mut count = [0u8; 8];
+    // Every slot has at least one data word (`Geometry`).
+    load_words(&view.slots[view.geom.data_range(seq)], &mut count);
+    // R2: pairs with the producer's W1.
+    fence(Ordering::Acquire);
+    (view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_gap(seq))
+        .then_some(u64::from_ne_bytes(count))
 }

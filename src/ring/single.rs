@@ -67,7 +67,7 @@ use super::gate::{slot_free, Gate};
 use super::seqlock::write_record;
 use super::table::{evict_blocking, sweep_parked};
 use super::RingView;
-use crate::layout::{stamp_busy, stamp_done, Stamp};
+use crate::layout::{stamp_busy, stamp_done, stamp_gap, Stamp};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{fence, Ordering};
 use crate::weaken::{light_fence, ordering, weaken};
@@ -93,7 +93,9 @@ impl Single {
         for _ in 0..view.geom.capacity {
             let stamp = view.slots[view.geom.stamp_index(next)].load(Ordering::Acquire);
             match Stamp::decode(stamp) {
-                Stamp::Done(s) | Stamp::Settled(s) if s == next => next = next.wrapping_add(1),
+                Stamp::Done(s) | Stamp::Settled(s) | Stamp::Gap(s) if s == next => {
+                    next = next.wrapping_add(1)
+                }
                 _ => break,
             }
         }
@@ -161,10 +163,11 @@ impl Single {
         seq
     }
 
-    /// Publishes the record started by [`Single::begin`] and wakes sleeping receivers.
+    /// Publishes the record started by [`Single::begin`] (a gap marker if `gap`) and
+    /// wakes sleeping receivers.
     #[inline]
-    pub fn commit(&mut self, view: &RingView<'_>) {
-        self.stamp_done(view);
+    pub fn commit(&mut self, view: &RingView<'_>, gap: bool) {
+        self.stamp_published(view, gap);
         self.publish_head(view);
     }
 
@@ -190,7 +193,7 @@ impl Single {
         while sent < max && self.has_space(view) {
             let seq = self.begin(view);
             write_record(view, seq, records.record(from + sent));
-            self.stamp_done(view);
+            self.stamp_published(view, false);
             sent += 1;
         }
         if sent > 0 {
@@ -199,13 +202,14 @@ impl Single {
         sent
     }
 
-    /// W2 of the record started by [`Single::begin`]; moves `next` past it.
+    /// W2 of the record started by [`Single::begin`] (the done stamp, or the gap
+    /// stamp for a gap marker); moves `next` past it.
     #[inline(always)]
-    fn stamp_done(&mut self, view: &RingView<'_>) {
+    fn stamp_published(&mut self, view: &RingView<'_>, gap: bool) {
         let seq = self.next;
+        let stamp = if gap { stamp_gap(seq) } else { stamp_done(seq) };
         // W2: pairs with the reader's R1 `Acquire` (seqlock.rs).
-        view.slots[view.geom.stamp_index(seq)]
-            .store(stamp_done(seq), ordering!("w2", Release, Relaxed));
+        view.slots[view.geom.stamp_index(seq)].store(stamp, ordering!("w2", Release, Relaxed));
         self.next = seq.wrapping_add(1);
     }
 

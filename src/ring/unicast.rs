@@ -22,11 +22,17 @@
 //! A stamp `settled(r)` at the read cursor is a claim skipped because its producer
 //! died (`multi.rs`): takers move `read` past it.
 //!
+//! A stamp `gap(r)` is a gap marker (`layout.rs`): taken exactly like a record (C1-C3,
+//! the CAS C3 from `gap(r)`), and the receiver that settles it reports its count as a
+//! lag. The inlined fast path does not take one (it cannot report a lag); the full
+//! read does, and a batch takes one only as its first element. A taker that dies
+//! holding a gap is rescued like a record.
+//!
 //! # A receiver that dies holding a record
 //!
 //! Between C2 and C3 the record belongs to one receiver. If that process dies there,
 //! the record is not lost: it stays `done(r)` below the read cursor, and a receiver
-//! that is idle ([`Worker::rescue`], once a liveness tick) looks for such orphans in
+//! that is idle ([`Worker::rescue_into`], once a liveness tick) looks for such orphans in
 //! the last lap, checks that no live receiver claims them (C1 precedes C2, so the
 //! claim of a live taker is visible to anyone who read `read` past `r`), copies the
 //! record and settles it with the same CAS C3. Whoever wins C3 delivers the record, so
@@ -36,7 +42,7 @@
 //! # Batches
 //!
 //! A batch receive (`reader.rs`, `read_many`) takes its records one at a time with
-//! [`Worker::try_take`]: the entry's `claim` names one record, which is what lets a
+//! [`Worker::try_take_into`]: the entry's `claim` names one record, which is what lets a
 //! rescuer tell a live taker's record from an orphan, so each record of a batch is
 //! claimed, copied and settled (C1-C3) before the next is claimed. A receiver that
 //! dies in a batch leaves at most one record to rescue, and every record still goes
@@ -46,7 +52,7 @@ use super::record::Record;
 use super::seqlock::load_words;
 use super::table::{claim_free, sweep_parked};
 use super::RingView;
-use crate::layout::{stamp_done, stamp_settled, ReceiverEntry};
+use crate::layout::{stamp_done, stamp_gap, stamp_settled, ReceiverEntry};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{AtomicU64, Ordering};
 use crate::weaken::{light_fence, ordering};
@@ -91,10 +97,18 @@ impl Worker {
         view.ctl.read.load(Ordering::Relaxed)
     }
 
-    /// Takes the next record into `dst` if one is published (`true`); on `false` `dst`
-    /// holds nothing to deliver.
+    /// Takes the next record into `dst` if one is published. A gap marker (`layout.rs`)
+    /// is taken like a record, exactly once, if `gaps` (the fast path passes `false`
+    /// and leaves it to the full read, which can report it); otherwise it stops the
+    /// take with [`Take::Nothing`]. On anything but [`Take::Record`] `dst` holds nothing
+    /// to deliver.
     #[inline]
-    pub fn try_take_into<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> bool {
+    pub fn try_take_into<R: Record + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        dst: &mut R,
+        gaps: bool,
+    ) -> Take {
         let entry = self.entry(view);
         let read = &view.ctl.read;
         // Bounded: each round takes a record, skips a settled claim, or loses a race
@@ -104,7 +118,11 @@ impl Worker {
             let stamp = &view.slots[view.geom.stamp_index(r)];
             // R1: pairs with the producer's W2.
             let current = stamp.load(ordering!("uc_r1", Acquire, Relaxed));
-            if current == stamp_done(r) {
+            let gap = current == stamp_gap(r);
+            if gap && !gaps {
+                return Take::Nothing;
+            }
+            if current == stamp_done(r) || gap {
                 // C1, then C2. `AcqRel`: the `Release` half publishes C1 to a rescuer
                 // that reads `read` past `r`.
                 entry.claim.store(r.wrapping_add(1), Ordering::Relaxed);
@@ -121,47 +139,47 @@ impl Worker {
                     continue;
                 }
                 entry.cursor.store(r.wrapping_add(1), Ordering::Relaxed);
-                load_words(&view.slots[view.geom.data_range(r)], dst.bytes_mut());
-                if settle(view, entry, r) {
-                    return true;
+                match copy_and_settle(view, entry, r, current, dst) {
+                    Take::Nothing => continue,
+                    taken => return taken,
                 }
-                continue;
             }
             let skip = current == stamp_settled(r)
                 // A stamp past anything `r` can have is corrupt: step over it.
                 || current > stamp_settled(r);
             if !skip {
-                return false;
+                return Take::Nothing;
             }
             let _ =
                 read.compare_exchange(r, r.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
         }
-        false
+        Take::Nothing
     }
 
     /// [`Worker::try_take_into`] returning the record by value (the ring's tests and
-    /// models).
+    /// models); `None` also for a gap marker.
     #[cfg(any(test, loom))]
     pub fn try_take<T: bytemuck::Pod>(&mut self, view: &RingView<'_>) -> Option<T> {
         let mut value = T::zeroed();
-        self.try_take_into(view, &mut value).then_some(value)
+        (self.try_take_into(view, &mut value, false) == Take::Record).then_some(value)
     }
 
-    /// Idle-time recovery: delivers into `dst` a record that a receiver took and died
-    /// with (`true`).
+    /// Idle-time recovery: delivers into `dst` a record (or a gap marker) that a
+    /// receiver took and died with.
     pub fn rescue_into<R: Record + ?Sized>(
         &mut self,
         view: &RingView<'_>,
         liveness: &impl Liveness,
         dst: &mut R,
-    ) -> bool {
+    ) -> Take {
         let entry = self.entry(view);
         // `Acquire`: pairs with the takers' C2, so their C1 claims are visible.
         let read = view.ctl.read.load(Ordering::Acquire);
         let lap = read.saturating_sub(view.geom.capacity);
         for seq in lap..read {
             let stamp = &view.slots[view.geom.stamp_index(seq)];
-            if stamp.load(Ordering::Acquire) != stamp_done(seq) {
+            let current = stamp.load(Ordering::Acquire);
+            if current != stamp_done(seq) && current != stamp_gap(seq) {
                 continue;
             }
             let taken_by_live = view.receivers.iter().any(|e| {
@@ -174,13 +192,13 @@ impl Worker {
                 continue;
             }
             entry.claim.store(seq.wrapping_add(1), Ordering::Relaxed);
-            load_words(&view.slots[view.geom.data_range(seq)], dst.bytes_mut());
-            if settle(view, entry, seq) {
+            let taken = copy_and_settle(view, entry, seq, current, dst);
+            if taken != Take::Nothing {
                 view.ctl.membership.rescued.fetch_add(1, Ordering::Relaxed);
-                return true;
+                return taken;
             }
         }
-        false
+        Take::Nothing
     }
 
     /// [`Worker::rescue_into`] returning the record by value (the ring's tests).
@@ -191,8 +209,7 @@ impl Worker {
         liveness: &impl Liveness,
     ) -> Option<T> {
         let mut value = T::zeroed();
-        self.rescue_into(view, liveness, &mut value)
-            .then_some(value)
+        (self.rescue_into(view, liveness, &mut value) == Take::Record).then_some(value)
     }
 
     /// Gives the entry back.
@@ -205,15 +222,60 @@ impl Worker {
     }
 }
 
-/// C3: marks record `seq` consumed, releases the claim and wakes a waiting producer.
-/// Returns whether this receiver's CAS settled it (and so delivers it).
-fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64) -> bool {
+/// What a take delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// A record, copied into the caller's buffer.
+    Record,
+    /// A gap marker: this many records are missing upstream.
+    Gap(u64),
+    /// Nothing (none published, or lost to another receiver).
+    Nothing,
+}
+
+/// Copies claimed `seq`, whose stamp was `current` (done, or gap), and settles it (C3).
+/// What this receiver delivers: the record (into `dst`), the gap, or nothing if
+/// another receiver's CAS settled it first.
+fn copy_and_settle<R: Record + ?Sized>(
+    view: &RingView<'_>,
+    entry: &ReceiverEntry,
+    seq: u64,
+    current: u64,
+    dst: &mut R,
+) -> Take {
+    let words = &view.slots[view.geom.data_range(seq)];
+    if current == stamp_done(seq) {
+        load_words(words, dst.bytes_mut());
+        return if settle(view, entry, seq, current) {
+            Take::Record
+        } else {
+            Take::Nothing
+        };
+    }
+    let mut count = [0u8; 8];
+    load_words(words, &mut count);
+    if !settle(view, entry, seq, current) {
+        return Take::Nothing;
+    }
+    let missing = u64::from_ne_bytes(count);
+    // Only this receiver writes its counters: load + store, no RMW needed.
+    entry.lagged.store(
+        entry.lagged.load(Ordering::Relaxed).wrapping_add(missing),
+        Ordering::Relaxed,
+    );
+    Take::Gap(missing)
+}
+
+/// C3: marks `seq` (stamped `current`: a record or a gap marker) consumed, releases the
+/// claim and wakes a waiting producer. Returns whether this receiver's CAS settled it
+/// (and so delivers it).
+fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64, current: u64) -> bool {
     let stamp = &view.slots[view.geom.stamp_index(seq)];
     // `AcqRel`: `Release` pairs with the producer's `Acquire` slot check (our copy
     // happens before its overwrite).
     let ours = stamp
         .compare_exchange(
-            stamp_done(seq),
+            current,
             stamp_settled(seq),
             Ordering::AcqRel,
             Ordering::Relaxed,

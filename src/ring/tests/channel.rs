@@ -77,7 +77,7 @@ fn a_send_waiting_for_a_live_lap_older_writer_honours_its_deadline() {
     assert!(Instant::now() >= deadline);
     // `a` finishes; b's pending claim (2) goes to b's next record.
     a.write(&view, &0u64);
-    assert!(a.commit(&view));
+    assert!(a.commit(&view, false));
     assert_eq!(rx.try_read::<u64>(&view), Read::Record(0));
     assert_eq!(rx.try_read::<u64>(&view), Read::Record(1));
     push(&mut b, &view, 3u64);

@@ -6,6 +6,7 @@
 
 mod batch;
 mod channel;
+mod gap;
 mod route;
 mod unicast;
 
