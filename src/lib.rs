@@ -104,7 +104,7 @@ pub use options::{
     MAX_RECEIVERS, MAX_TYPE_NAME_LEN,
 };
 #[cfg(not(loom))]
-pub use receiver::{Iter, Receiver, TryIter};
+pub use receiver::{Iter, Receiver, RecvRef, TryIter};
 #[cfg(not(loom))]
 pub use sender::{Loan, Sender};
 pub use wait::{Wait, ADAPTIVE_SPIN};

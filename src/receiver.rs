@@ -2,6 +2,8 @@
 //! as its bytes (one implementation for both, `raw/receiver.rs`).
 
 use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -108,6 +110,79 @@ impl<T: Pod> Receiver<T> {
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut value = T::zeroed();
         self.raw.try_recv_record(&mut value).map(|()| value)
+    }
+
+    /// Receives the next record *in place*: a guard that derefs to the record where it
+    /// lies in the segment, with no copy, waiting for it per the [`Wait`] strategy.
+    /// The record is let go of when the guard is dropped.
+    ///
+    /// * **Lossless segments** (`Overflow::Block` broadcast, and unicast): while the
+    ///   guard lives, this receiver holds the record (a broadcast receiver's cursor
+    ///   stays at it; a unicast receiver has taken it but not yet settled it), so no
+    ///   sender rewrites its slot and the reference stays valid; a slow holder holds
+    ///   the senders back, as a slow receiver does, and a process that dies holding
+    ///   one is evicted (unicast: the record is delivered to another receiver) as
+    ///   today. Keep guards short.
+    /// * **`Overflow::Overwrite`**: a sender may rewrite any slot at any time, so a
+    ///   reference into the ring could never be sound. The guard then holds a copy
+    ///   made as by [`Receiver::recv`] ([`RecvRef::is_in_place`] says which), so code
+    ///   written against `recv_ref` works in every mode.
+    ///
+    /// Errors as [`Receiver::recv`]. Forgetting the guard (`std::mem::forget`) leaves
+    /// the record held: a broadcast receiver gets it again on its next receive, a
+    /// unicast one leaves it to be rescued by another receiver.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmchan::{Overflow, Route};
+    ///
+    /// # let name = format!("doc-recv-ref-{}", std::process::id());
+    /// let builder = Route::<[u64; 512]>::builder(&name).capacity(4).overflow(Overflow::Block);
+    /// let mut tx = builder.clone().sender()?;
+    /// let mut rx = builder.receiver()?;
+    /// tx.send([7; 512])?;
+    /// {
+    ///     let frame = rx.recv_ref()?; // 4 KiB, not copied
+    ///     assert!(frame.is_in_place());
+    ///     assert_eq!(frame.iter().sum::<u64>(), 7 * 512);
+    /// } // dropped: the slot is free for the sender again
+    /// # drop((tx, rx)); Route::<[u64; 512]>::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_ref(&mut self) -> Result<RecvRef<'_, T>, RecvError> {
+        if !self.raw.lossless() {
+            return self.recv().map(RecvRef::copied);
+        }
+        match self.raw.hold(None) {
+            Ok(seq) => Ok(RecvRef::held(&mut self.raw, seq)),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
+            // No deadline: nothing else ends the wait.
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Like [`Receiver::recv_ref`], giving up with [`RecvTimeoutError::Timeout`] after
+    /// `timeout`.
+    pub fn recv_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<RecvRef<'_, T>, RecvTimeoutError> {
+        if !self.raw.lossless() {
+            return self.recv_timeout(timeout).map(RecvRef::copied);
+        }
+        let seq = self.raw.hold(Some(Instant::now() + timeout))?;
+        Ok(RecvRef::held(&mut self.raw, seq))
+    }
+
+    /// Like [`Receiver::recv_ref`] if a record is there now.
+    #[inline]
+    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_, T>, TryRecvError> {
+        if !self.raw.lossless() {
+            return self.try_recv().map(RecvRef::copied);
+        }
+        let seq = self.raw.try_hold()?;
+        Ok(RecvRef::held(&mut self.raw, seq))
     }
 
     /// This receiver as a [`RawReceiver`] (records as bytes), e.g. to hand it to code
@@ -227,6 +302,103 @@ impl<T: Pod> Receiver<T> {
     /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {
         self.raw.next_seq()
+    }
+}
+
+/// A record received in place by [`Receiver::recv_ref`]: derefs to the record; dropping
+/// it lets go of the record. In `Overflow::Overwrite` mode it holds a copy instead.
+pub struct RecvRef<'a, T: Pod> {
+    inner: Held<'a, T>,
+}
+
+enum Held<'a, T> {
+    /// A record held in the ring: `ptr` points at it in this process's mapping.
+    InPlace {
+        rx: &'a mut RawReceiver,
+        seq: u64,
+        ptr: NonNull<T>,
+    },
+    /// A copy (Overwrite mode).
+    Copied(T),
+}
+
+impl<'a, T: Pod> RecvRef<'a, T> {
+    fn copied(value: T) -> Self {
+        RecvRef {
+            inner: Held::Copied(value),
+        }
+    }
+
+    /// Record `seq`, held by `rx` (`RawReceiver::hold`).
+    fn held(rx: &'a mut RawReceiver, seq: u64) -> Self {
+        let ptr = rx.record_ptr(seq).cast::<T>().cast_mut();
+        match NonNull::new(ptr) {
+            Some(ptr) if ptr.is_aligned() => RecvRef {
+                inner: Held::InPlace { rx, seq, ptr },
+            },
+            // The slot geometry aligns every record to its type (`Geometry`), so this
+            // does not happen; if a mapping were misaligned, copy rather than make an
+            // unaligned reference.
+            _ => {
+                // SAFETY: `ptr` points at the `size_of::<T>()` bytes of record `seq` in
+                // the mapping, which `rx` (borrowed for 'a) keeps alive, and which no
+                // sender writes while `rx` holds `seq` (see `Deref`); `T: Pod` makes
+                // any bytes a valid `T`, and `read_unaligned` needs no alignment.
+                let value = unsafe { ptr.read_unaligned() };
+                rx.release(seq);
+                RecvRef::copied(value)
+            }
+        }
+    }
+
+    /// Whether the record is read where it lies in the segment (lossless modes), not a
+    /// copy (`Overflow::Overwrite`).
+    pub fn is_in_place(&self) -> bool {
+        matches!(self.inner, Held::InPlace { .. })
+    }
+}
+
+impl<T: Pod> Deref for RecvRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match &self.inner {
+            // SAFETY: `ptr` is non-null and aligned (checked in `held`) and points at
+            // the `size_of::<T>()` bytes (the segment's record size, validated at open)
+            // of record `seq` in this process's mapping, which lives as long as the
+            // receiver `rx` this guard borrows. The receiver holds `seq` until the
+            // guard drops: its broadcast cursor stays at `seq` (lossless senders never
+            // write a slot before every live cursor is past its previous record:
+            // `ring/gate.rs`), or as a unicast taker it has claimed `seq` and not
+            // settled it (senders wait for the settled stamp, rescuers skip a live
+            // taker's claim: `ring/unicast.rs`). So no process writes these bytes
+            // while the reference lives, and reading them through a shared reference
+            // races with nothing: other readers only read. (A peer that breaks the
+            // protocol, e.g. by overwriting this receiver's owner word so that a sender
+            // evicts it, could write them; the protocol's guarantees assume peers that
+            // follow it, as do all of a lossless segment's.) The words are `AtomicU64`
+            // (`UnsafeCell`), so reading them through a pointer derived from a shared
+            // reference is allowed. Any bytes are a valid `T: Pod`.
+            Held::InPlace { ptr, .. } => unsafe { ptr.as_ref() },
+            Held::Copied(value) => value,
+        }
+    }
+}
+
+impl<T: Pod> Drop for RecvRef<'_, T> {
+    fn drop(&mut self) {
+        if let Held::InPlace { rx, seq, .. } = &mut self.inner {
+            rx.release(*seq);
+        }
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for RecvRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvRef")
+            .field("in_place", &self.is_in_place())
+            .field("record", &**self)
+            .finish()
     }
 }
 

@@ -119,3 +119,44 @@ fn block_leave_while_producer_blocked() {
         assert_eq!(tx.next_seq(&view), TOTAL);
     });
 }
+
+/// Reading in place (`Receiver::recv_ref`): the receiver holds record 0
+/// (`ring::recv::poll_hold`) and reads its slot's word twice, as a reference into the
+/// ring would, while the producer sends record 2 into that very slot (capacity 2). The
+/// producer must wait until the receiver lets go (`Reader::release`): both reads see
+/// record 0, and the receiver then gets records 1 and 2. A release that moved the
+/// cursor early, or a gate that ignored the held cursor, shows as a changed word.
+#[test]
+fn block_held_record_is_not_overwritten_until_released() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, true));
+        let view = ring.view();
+        let mut tx = attach_route(&view, 100);
+        let (mut rx, mut state) = join_reader(&view, 1);
+        for seq in 0..2 {
+            send_block(&mut tx, &view, &rec(seq));
+        }
+        let producer = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || send_block(&mut tx, &ring.view(), &rec(2)))
+        };
+        let seq = shmchan::ring::recv::poll_hold(
+            &view,
+            &mut rx,
+            &mut state,
+            false,
+            &loom_tests::ALL_ALIVE,
+        )
+        .expect("record 0 is there");
+        assert_eq!(seq, 0);
+        let word = |view: &shmchan::ring::RingView<'_>| {
+            view.slots[view.geom.data_range(seq)][0].load(loom::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(word(&view), rec(0), "held record overwritten");
+        thread::yield_now();
+        assert_eq!(word(&view), rec(0), "held record overwritten");
+        rx.release(&view, seq);
+        read_all(&mut rx, &mut state, &ring, 1, 3);
+        producer.join().expect("producer");
+    });
+}

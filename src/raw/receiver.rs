@@ -283,6 +283,66 @@ impl RawReceiver {
         self.count_lag(result)
     }
 
+    /// Whether this segment is lossless (`Overflow::Block` broadcast, or unicast): only
+    /// then can a record be held in place.
+    pub(crate) fn lossless(&self) -> bool {
+        self.segment.view().lossless
+    }
+
+    /// Lossless only: holds the next record in place (`ring/broadcast.rs`, "Reading in
+    /// place"), waiting for it until `deadline` (`None`: for ever); its sequence
+    /// number. The caller reads it at [`RawReceiver::record_ptr`] and lets go with
+    /// [`RawReceiver::release`].
+    #[inline]
+    pub(crate) fn hold(&mut self, deadline: Option<Instant>) -> Result<u64, RecvTimeoutError> {
+        let view = self.segment.view();
+        if let Some(seq) = present(&mut self.reader).hold_fast(&view) {
+            return Ok(seq);
+        }
+        let result = recv::recv_hold(
+            &view,
+            present(&mut self.reader),
+            &mut self.state,
+            self.wait,
+            deadline,
+            &ProcLiveness,
+        );
+        self.count_lag(result)
+    }
+
+    /// Lossless only: [`RawReceiver::hold`] if a record is there now.
+    #[inline]
+    pub(crate) fn try_hold(&mut self) -> Result<u64, TryRecvError> {
+        let view = self.segment.view();
+        if let Some(seq) = present(&mut self.reader).hold_fast(&view) {
+            return Ok(seq);
+        }
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
+        let result = recv::poll_hold(
+            &view,
+            present(&mut self.reader),
+            &mut self.state,
+            check_liveness,
+            &ProcLiveness,
+        );
+        self.count_lag(result)
+    }
+
+    /// Where the data words of record `seq`'s slot start in this process's mapping
+    /// (aligned to the record's alignment: `Geometry`), `geom.record_size` bytes.
+    pub(crate) fn record_ptr(&self, seq: u64) -> *const u8 {
+        let view = self.segment.view();
+        view.slots[view.geom.data_range(seq)].as_ptr().cast()
+    }
+
+    /// Lets go of record `seq`, held by [`RawReceiver::hold`].
+    #[inline]
+    pub(crate) fn release(&mut self, seq: u64) {
+        let view = self.segment.view();
+        present(&mut self.reader).release(&view, seq);
+    }
+
     /// The blocking batch receive.
     pub(crate) fn recv_many_records<R: RecordsMut + ?Sized>(
         &mut self,

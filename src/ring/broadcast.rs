@@ -29,6 +29,15 @@
 //! 4. A joining receiver starts at a sequence number no producer will overwrite before
 //!    it sees the receiver's cursor (the join protocol below).
 //!
+//! # Reading in place
+//!
+//! In a lossless ring a receiver may also *hold* the next record
+//! ([`Consumer::try_hold`]): it checks the stamp (R1) and leaves its cursor at the
+//! record until it lets go ([`Consumer::release`]). By invariant 3 no producer writes
+//! that slot meanwhile, so the record can be read where it lies, with no copy and no
+//! second stamp check (`Receiver::recv_ref`). A receiver that dies holding it is
+//! evicted as any other, which frees the slot.
+//!
 //! # Lagging
 //!
 //! In `Overflow::Overwrite` producers never wait. A receiver that finds its slot
@@ -221,6 +230,58 @@ impl Consumer {
     /// other answer `dst` holds nothing to deliver.
     #[inline]
     pub fn try_read_into<R: Record + ?Sized>(&mut self, view: &RingView<'_>, dst: &mut R) -> Read {
+        let dst = dst.bytes_mut();
+        match self.next_with(view, |seq| copy_if_intact(view, seq, dst), false) {
+            Read::Record(_) => Read::Record(()),
+            Read::Empty => Read::Empty,
+            Read::Lagged(n) => Read::Lagged(n),
+        }
+    }
+
+    /// Lossless only: finds the next record and *holds* it (`Read::Record(seq)`): the
+    /// cursor stays at `seq`, so no producer rewrites its slot (invariant 3) until
+    /// [`Consumer::release`], and the caller may read it in place ("Reading in
+    /// place"). Gaps, skipped claims and lags are handled as by `try_read_into`.
+    #[inline]
+    pub fn try_hold(&mut self, view: &RingView<'_>) -> Read<u64> {
+        debug_assert!(
+            view.lossless,
+            "records are held in place only in lossless rings"
+        );
+        // Nothing to copy: the stamp `done(seq)` (R1, Acquire) makes the producer's
+        // writes visible, and the gate keeps them from changing.
+        self.next_with(view, |_| true, true)
+    }
+
+    /// The hot path of [`Consumer::try_hold`]: the next record's sequence number if it
+    /// is published, else `None` without looking further.
+    #[inline(always)]
+    pub fn try_hold_ready(&mut self, view: &RingView<'_>) -> Option<u64> {
+        let seq = self.cursor;
+        // R1 (seqlock.rs): pairs with the producer's W2.
+        (view.slots[view.geom.stamp_index(seq)].load(Ordering::Acquire) == stamp_done(seq))
+            .then_some(seq)
+    }
+
+    /// Lets go of the record held by [`Consumer::try_hold`]: moves the cursor past it
+    /// (which frees its slot for the producers).
+    #[inline]
+    pub fn release(&mut self, view: &RingView<'_>, seq: u64) {
+        if self.cursor == seq {
+            self.advance(view, seq.wrapping_add(1));
+        }
+    }
+
+    /// The body of [`Consumer::try_read_into`] and [`Consumer::try_hold`]: at the
+    /// next published record, `take(seq)` copies it (`false`: the copy was torn);
+    /// unless `hold`, the cursor then moves past it.
+    #[inline(always)]
+    fn next_with(
+        &mut self,
+        view: &RingView<'_>,
+        mut take: impl FnMut(u64) -> bool,
+        hold: bool,
+    ) -> Read<u64> {
         // Bounded: each round either returns or skips one settled slot.
         for _ in 0..=view.geom.capacity {
             let seq = self.cursor;
@@ -232,9 +293,11 @@ impl Consumer {
                 return Read::Empty;
             }
             if s1 == want {
-                if copy_if_intact(view, seq, dst.bytes_mut()) {
-                    self.advance(view, seq.wrapping_add(1));
-                    return Read::Record(());
+                if take(seq) {
+                    if !hold {
+                        self.advance(view, seq.wrapping_add(1));
+                    }
+                    return Read::Record(seq);
                 }
             } else if s1 == stamp_settled(seq) {
                 // A `Channel` claim skipped (its producer died): no record.
@@ -242,10 +305,16 @@ impl Consumer {
                 continue;
             } else if s1 == stamp_gap(seq) {
                 if let Some(missing) = gap_if_intact(view, seq) {
-                    return self.pass_gap(view, seq, missing);
+                    return match self.pass_gap(view, seq, missing) {
+                        Read::Lagged(n) => Read::Lagged(n),
+                        _ => Read::Empty,
+                    };
                 }
             }
-            return self.resync(view, seq);
+            return match self.resync(view, seq) {
+                Read::Lagged(n) => Read::Lagged(n),
+                _ => Read::Empty,
+            };
         }
         Read::Empty
     }

@@ -96,7 +96,8 @@ impl Reader {
                     match w.try_take_into(view, out.record_mut(n), n == 0) {
                         Take::Record => n += 1,
                         Take::Gap(missing) => return Some(Err(TryRecvError::Lagged(missing))),
-                        Take::Nothing => break,
+                        // `Held` comes only from holding, not from a copying take.
+                        Take::Nothing | Take::Held(_) => break,
                     }
                 }
                 (n > 0).then_some(Ok(n))
@@ -129,6 +130,61 @@ impl Reader {
         match self.rescue_into(view, liveness, &mut value) {
             Some(Ok(())) => Some(value),
             _ => None,
+        }
+    }
+
+    /// Lossless only: the fast path of [`Reader::hold`], inlined: holds the next record
+    /// if it is there and returns its sequence number.
+    #[inline(always)]
+    pub fn hold_fast(&mut self, view: &RingView<'_>) -> Option<u64> {
+        match self {
+            Reader::Broadcast(c) => c.try_hold_ready(view),
+            Reader::Unicast(w) => match w.try_hold(view, false) {
+                Take::Held(seq) => Some(seq),
+                _ => None,
+            },
+        }
+    }
+
+    /// Lossless only: holds the next record in place (its slot is not rewritten until
+    /// [`Reader::release`]) and returns its sequence number: `None` if there is none
+    /// now. Lags (gap markers) and eviction as [`Reader::read_into`].
+    #[inline]
+    pub fn hold(&mut self, view: &RingView<'_>) -> Option<Result<u64, TryRecvError>> {
+        match self {
+            Reader::Broadcast(c) => match c.try_hold(view) {
+                Read::Record(seq) => Some(Ok(seq)),
+                Read::Lagged(_) if c.is_evicted(view) => Some(Err(TryRecvError::Evicted)),
+                Read::Lagged(n) => Some(Err(TryRecvError::Lagged(n))),
+                Read::Empty => None,
+            },
+            Reader::Unicast(w) => held(w.try_hold(view, true)),
+        }
+    }
+
+    /// Unicast, when idle: holds a record that a receiver took and died with, as
+    /// [`Reader::rescue_into`].
+    pub fn rescue_hold(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+    ) -> Option<Result<u64, TryRecvError>> {
+        match self {
+            Reader::Broadcast(_) => None,
+            Reader::Unicast(w) => held(w.rescue_hold(view, liveness)),
+        }
+    }
+
+    /// Lets go of record `seq`, held by [`Reader::hold`] or [`Reader::hold_fast`]: a
+    /// broadcast receiver moves its cursor past it, a unicast one settles it.
+    #[inline]
+    pub fn release(&mut self, view: &RingView<'_>, seq: u64) {
+        match self {
+            Reader::Broadcast(c) => c.release(view, seq),
+            Reader::Unicast(w) => {
+                // `false` only if a rescuer took it from a process it judged dead.
+                let _ = w.release(view, seq);
+            }
         }
     }
 
@@ -173,6 +229,17 @@ fn delivered(take: Take) -> Option<Result<(), TryRecvError>> {
     match take {
         Take::Record => Some(Ok(())),
         Take::Gap(missing) => Some(Err(TryRecvError::Lagged(missing))),
-        Take::Nothing => None,
+        // `Held` comes only from holding, not from a copying take.
+        Take::Nothing | Take::Held(_) => None,
+    }
+}
+
+/// What a unicast hold means to the receive loop: a held record's sequence number, a
+/// lag (a gap marker), or nothing now.
+fn held(take: Take) -> Option<Result<u64, TryRecvError>> {
+    match take {
+        Take::Held(seq) => Some(Ok(seq)),
+        Take::Gap(missing) => Some(Err(TryRecvError::Lagged(missing))),
+        Take::Record | Take::Nothing => None,
     }
 }

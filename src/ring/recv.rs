@@ -160,6 +160,57 @@ impl<R: RecordsMut + ?Sized> Take for Many<'_, R> {
     }
 }
 
+/// Lossless only: one record held in place (its sequence number), not copied.
+struct Hold;
+
+impl Take for Hold {
+    type Out = u64;
+
+    #[inline]
+    fn read(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+    ) -> Option<Result<u64, TryRecvError>> {
+        reader.hold(view)
+    }
+
+    fn rescue(
+        &mut self,
+        view: &RingView<'_>,
+        reader: &mut Reader,
+        liveness: &impl Liveness,
+    ) -> Option<Result<u64, TryRecvError>> {
+        reader.rescue_hold(view, liveness)
+    }
+}
+
+/// Lossless only: one non-blocking receive that holds the next record in place
+/// (`reader.rs`, `hold`) and returns its sequence number; the caller lets go with
+/// `Reader::release`. Otherwise as [`poll_into`].
+pub fn poll_hold(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    check_liveness: bool,
+    liveness: &impl Liveness,
+) -> Result<u64, TryRecvError> {
+    poll_with(view, reader, state, check_liveness, liveness, &mut Hold)
+}
+
+/// Lossless only: [`poll_hold`], waiting per `strategy` until `deadline` (`None`: for
+/// ever).
+pub fn recv_hold(
+    view: &RingView<'_>,
+    reader: &mut Reader,
+    state: &mut RecvState,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<u64, RecvTimeoutError> {
+    recv_with(view, reader, state, strategy, deadline, liveness, &mut Hold)
+}
+
 /// One non-blocking receive into `dst`: `Ok(())` when `dst` holds the record, or why
 /// not. `check_liveness` (about once a liveness tick) adds the recovery steps of the
 /// module doc.

@@ -109,6 +109,38 @@ impl Worker {
         dst: &mut R,
         gaps: bool,
     ) -> Take {
+        self.take_with(view, gaps, |entry, r, current| {
+            copy_and_settle(view, entry, r, current, Some(&mut *dst))
+        })
+    }
+
+    /// Takes the next record and *holds* it (`Take::Held(seq)`): claimed (C1, C2) but
+    /// not settled, so its slot is not rewritten (`gate.rs`) and no rescuer touches it
+    /// while this receiver lives, until [`Worker::release`] settles it (C3). The caller
+    /// reads it in place meanwhile. Gap markers as in `try_take_into`.
+    #[inline]
+    pub fn try_hold(&mut self, view: &RingView<'_>, gaps: bool) -> Take {
+        self.take_with(view, gaps, |entry, r, current| {
+            copy_and_settle::<[u8]>(view, entry, r, current, None)
+        })
+    }
+
+    /// Settles the record held by [`Worker::try_hold`] (C3): it is consumed and its slot
+    /// free. Whether this receiver's CAS settled it (`false` only if a rescuer judged
+    /// this process dead and took it).
+    pub fn release(&mut self, view: &RingView<'_>, seq: u64) -> bool {
+        settle(view, self.entry(view), seq, stamp_done(seq))
+    }
+
+    /// The body of [`Worker::try_take_into`] and [`Worker::try_hold`]: claims the next
+    /// record (C1, C2) and hands it to `deliver(entry, r, stamp)`.
+    #[inline(always)]
+    fn take_with(
+        &mut self,
+        view: &RingView<'_>,
+        gaps: bool,
+        mut deliver: impl FnMut(&ReceiverEntry, u64, u64) -> Take,
+    ) -> Take {
         let entry = self.entry(view);
         let read = &view.ctl.read;
         // Bounded: each round takes a record, skips a settled claim, or loses a race
@@ -139,7 +171,7 @@ impl Worker {
                     continue;
                 }
                 entry.cursor.store(r.wrapping_add(1), Ordering::Relaxed);
-                match copy_and_settle(view, entry, r, current, dst) {
+                match deliver(entry, r, current) {
                     Take::Nothing => continue,
                     taken => return taken,
                 }
@@ -172,6 +204,21 @@ impl Worker {
         liveness: &impl Liveness,
         dst: &mut R,
     ) -> Take {
+        self.rescue_with(view, liveness, Some(dst))
+    }
+
+    /// [`Worker::rescue_into`], holding the rescued record (`Take::Held`) instead of
+    /// copying it, as [`Worker::try_hold`].
+    pub fn rescue_hold(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> Take {
+        self.rescue_with::<[u8]>(view, liveness, None)
+    }
+
+    fn rescue_with<R: Record + ?Sized>(
+        &mut self,
+        view: &RingView<'_>,
+        liveness: &impl Liveness,
+        mut dst: Option<&mut R>,
+    ) -> Take {
         let entry = self.entry(view);
         // `Acquire`: pairs with the takers' C2, so their C1 claims are visible.
         let read = view.ctl.read.load(Ordering::Acquire);
@@ -192,7 +239,7 @@ impl Worker {
                 continue;
             }
             entry.claim.store(seq.wrapping_add(1), Ordering::Relaxed);
-            let taken = copy_and_settle(view, entry, seq, current, dst);
+            let taken = copy_and_settle(view, entry, seq, current, dst.as_deref_mut());
             if taken != Take::Nothing {
                 view.ctl.membership.rescued.fetch_add(1, Ordering::Relaxed);
                 return taken;
@@ -229,22 +276,30 @@ pub enum Take {
     Record,
     /// A gap marker: this many records are missing upstream.
     Gap(u64),
+    /// This record is claimed and held in place, not yet settled
+    /// ([`Worker::try_hold`]).
+    Held(u64),
     /// Nothing (none published, or lost to another receiver).
     Nothing,
 }
 
 /// Copies claimed `seq`, whose stamp was `current` (done, or gap), and settles it (C3).
 /// What this receiver delivers: the record (into `dst`), the gap, or nothing if
-/// another receiver's CAS settled it first.
+/// another receiver's CAS settled it first. Without `dst` a record is held, not copied
+/// or settled (`Take::Held`); a gap marker is always settled at once.
+#[inline(always)]
 fn copy_and_settle<R: Record + ?Sized>(
     view: &RingView<'_>,
     entry: &ReceiverEntry,
     seq: u64,
     current: u64,
-    dst: &mut R,
+    dst: Option<&mut R>,
 ) -> Take {
     let words = &view.slots[view.geom.data_range(seq)];
     if current == stamp_done(seq) {
+        let Some(dst) = dst else {
+            return Take::Held(seq);
+        };
         load_words(words, dst.bytes_mut());
         return if settle(view, entry, seq, current) {
             Take::Record
