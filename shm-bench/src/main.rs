@@ -69,13 +69,13 @@ enum Cmd {
     Smoke,
     /// Lists the transports: name, whether it spins or sleeps, what it is.
     ///
-    /// shmchan names read `shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN]`:
+    /// shmchan names read `shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN|-ref]`:
     /// `-channel`
     /// a `Channel<T>` (else a `Route<T>`), `-unicast` `Mode::Unicast` (else broadcast),
     /// WAIT spin, adaptive or block, `-lossless` broadcast with `Overflow::Block` (else
     /// `Overflow::Overwrite`), `-loan` sending through `loan()` + `publish()` (lossless),
-    /// `-batchN` `send_many` / `recv_many` of N records (throughput only). Unicast is
-    /// always lossless.
+    /// `-batchN` `send_many` / `recv_many` of N records (throughput only), `-ref`
+    /// receiving in place with `recv_ref` (lossless). Unicast is always lossless.
     List,
     #[command(name = "__role", hide = true)]
     Role { spec: String },
@@ -529,13 +529,14 @@ fn main() -> std::process::ExitCode {
                 );
             }
             println!(
-                "\nshmchan names: shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN]\n  \
+                "\nshmchan names: shmchan[-channel][-unicast]-WAIT[-lossless|-loan][-batchN|-ref]\n  \
                  -channel   Channel<T> (many producers; one attached here), else Route<T>\n  \
                  -unicast   Mode::Unicast: each record to one receiver, always lossless; no fan-out\n  \
                  WAIT       spin, adaptive (spins, then sleeps; listed as spinning) or block\n  \
                  -lossless  broadcast with Overflow::Block, else Overflow::Overwrite\n  \
                  -loan      send through loan() + publish(); lossless\n  \
-                 -batchN    send_many / recv_many of N records at a time; throughput only"
+                 -batchN    send_many / recv_many of N records at a time; throughput only\n  \
+                 -ref       receive in place with recv_ref() (no copy out of the slot); lossless"
             );
             Ok(0)
         }

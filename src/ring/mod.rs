@@ -8,6 +8,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `record.rs` | records as bytes: typed values and raw buffers alike |
+//! | `bulk.rs` | the bulk copy of whole 64-byte blocks (inline assembly, x86_64) |
 //! | `seqlock.rs` | the word copies and the copy-and-check of a record |
 //! | `gate.rs` | when a lossless producer may write: the cached cursor gate, `slot_free` |
 //! | `table.rs` | entries: claim, leave, evict, reap; the `Route` sender claim |
@@ -22,6 +23,7 @@
 //! | `observe.rs` | the read-only observer (`shmchan tail`) |
 
 pub mod broadcast;
+mod bulk;
 pub mod gate;
 pub mod multi;
 pub mod observe;

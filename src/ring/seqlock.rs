@@ -24,28 +24,36 @@
 //! so R2 synchronises with W1 and the second stamp load sees at least `busy(later)`:
 //! the copy is discarded. This is the seqlock argument of Boehm, "Can seqlocks get
 //! along with programming language memory models?" (2012). The copies are relaxed
-//! atomic word accesses, never a plain `memcpy`, so a reader racing a writer is not a
-//! data race in Rust's memory model; the stamps decide which copies are kept.
+//! atomic word accesses, or (whole 64-byte blocks, x86_64) vector moves in inline
+//! assembly that amount to relaxed atomic byte accesses (`bulk.rs`), never a plain
+//! `memcpy`, so a reader racing a writer is not a data race in Rust's memory model; the
+//! stamps decide which copies are kept.
 
+use super::bulk::{self, bulk_len};
 use super::RingView;
 use crate::layout::{stamp_done, stamp_gap};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::weaken::weaken;
 
-/// Copies `dst.len()` bytes out of `words` with one relaxed atomic load per 8-byte word.
+/// Copies `dst.len()` bytes out of `words`: whole 64-byte blocks with the bulk copy
+/// (`bulk.rs`, x86_64), the rest with one relaxed atomic load per 8-byte word.
 ///
 /// Another process may be rewriting the words while we read them, so a plain `memcpy`
-/// would be a data race; relaxed atomic loads are not, and the caller's stamp check
-/// afterwards discards a torn copy. Written here rather than taken from `atomic-memcpy`
-/// so that loom drives exactly the copy production uses (loom's atomics cannot be
-/// overlaid on raw bytes).
+/// would be a data race; relaxed atomic loads are not, nor is the bulk copy (see its
+/// module doc), and the caller's stamp check afterwards discards a torn copy. Written
+/// here rather than taken from `atomic-memcpy` so that loom drives exactly the word
+/// copy production uses (loom's atomics cannot be overlaid on raw bytes; under loom
+/// every byte takes the word path).
 #[inline(always)]
 pub(crate) fn load_words(words: &[AtomicU64], dst: &mut [u8]) {
-    // `Relaxed`: ordering comes from the caller's stamp load (Acquire) before and its
-    // `fence(Acquire)` after, which pair with the writer's stamp stores and release fence.
     // Sliced to `dst`'s length first: that length is the record size, a constant after
     // monomorphisation, so the loop unrolls into plain moves with one bounds check.
     let words = &words[..dst.len().div_ceil(8)];
+    let (bulk, dst) = dst.split_at_mut(bulk_len(dst.len()));
+    let (bulk_words, words) = words.split_at(bulk.len() / 8);
+    bulk::load(bulk_words, bulk);
+    // `Relaxed`: ordering comes from the caller's stamp load (Acquire) before and its
+    // `fence(Acquire)` after, which pair with the writer's stamp stores and release fence.
     let mut chunks = dst.chunks_exact_mut(8);
     for (word, chunk) in words.iter().zip(&mut chunks) {
         chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
@@ -57,13 +65,17 @@ pub(crate) fn load_words(words: &[AtomicU64], dst: &mut [u8]) {
     }
 }
 
-/// Copies `src` into `words` with one relaxed atomic store per 8-byte word; a final
-/// partial word is padded with zeros. The writer half of [`load_words`].
+/// Copies `src` into `words`: whole 64-byte blocks with the bulk copy, the rest with
+/// one relaxed atomic store per 8-byte word; a final partial word is padded with
+/// zeros. The writer half of [`load_words`].
 #[inline(always)]
 pub(crate) fn store_words(words: &[AtomicU64], src: &[u8]) {
+    let words = &words[..src.len().div_ceil(8)];
+    let (bulk, src) = src.split_at(bulk_len(src.len()));
+    let (bulk_words, words) = words.split_at(bulk.len() / 8);
+    bulk::store(bulk_words, bulk);
     // `Relaxed`: the caller's `fence(Release)` before and stamp store (Release) after
     // give the ordering; see `load_words`, also for the slicing.
-    let words = &words[..src.len().div_ceil(8)];
     let mut chunks = src.chunks_exact(8);
     for (word, chunk) in words.iter().zip(&mut chunks) {
         let mut bytes = [0u8; 8];
@@ -113,4 +125,35 @@ pub(crate) fn gap_if_intact(view: &RingView<'_>, seq: u64) -> Option<u64> {
     fence(Ordering::Acquire);
     (view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed) == stamp_gap(seq))
         .then_some(u64::from_ne_bytes(count))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_and_bulk_copies_round_trip_every_length() {
+        for len in 0..=300usize {
+            let words: Vec<AtomicU64> = (0..len.div_ceil(8) + 1)
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect();
+            let src: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            store_words(&words, &src);
+            let mut dst = vec![0u8; len];
+            load_words(&words, &mut dst);
+            assert_eq!(dst, src, "length {len}");
+            if len % 8 != 0 {
+                let last = words[len / 8].load(Ordering::Relaxed).to_ne_bytes();
+                assert!(
+                    last[len % 8..].iter().all(|&b| b == 0),
+                    "padding, length {len}"
+                );
+            }
+            assert_eq!(
+                words[len.div_ceil(8)].load(Ordering::Relaxed),
+                u64::MAX,
+                "wrote past the record, length {len}"
+            );
+        }
+    }
 }

@@ -119,6 +119,9 @@ pub enum Transport {
         /// Records per `send_many` / `recv_many` call; 0 sends and receives one record
         /// at a time. Throughput only.
         batch: u16,
+        /// Receive in place with `recv_ref` (lossless deliveries only), copying the
+        /// record out of the slot once, as the iceoryx2 transport does with its sample.
+        by_ref: bool,
     },
     /// Unix domain stream socket, blocking.
     Uds,
@@ -142,6 +145,19 @@ const fn sc(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> T
         wait,
         loan,
         batch: 0,
+        by_ref: false,
+    }
+}
+
+/// A shmchan transport receiving in place with `recv_ref`.
+const fn scr(family: Family, delivery: Delivery, wait: WaitKind) -> Transport {
+    Shmchan {
+        family,
+        delivery,
+        wait,
+        loan: false,
+        batch: 0,
+        by_ref: true,
     }
 }
 
@@ -153,6 +169,7 @@ const fn scb(family: Family, delivery: Delivery, wait: WaitKind, batch: u16) -> 
         wait,
         loan: false,
         batch,
+        by_ref: false,
     }
 }
 
@@ -171,7 +188,8 @@ const UNICAST: Delivery = Delivery::Unicast;
 /// `-loan` sends through `loan()` + `publish()` and is lossless too. Unicast is always
 /// lossless, so unicast names never carry `-lossless`. `-batchN` sends with
 /// `send_many` on N records at a time and receives with `recv_many` into an N-record
-/// buffer; it is offered without `-loan`, for the throughput benchmark only.
+/// buffer; it is offered without `-loan`, for the throughput benchmark only. `-ref`
+/// receives in place with `recv_ref` (lossless deliveries only).
 pub const ALL: &[(&str, Transport)] = &[
     ("floor", Floor),
     ("floor-block", FloorBlock),
@@ -221,6 +239,8 @@ pub const ALL: &[(&str, Transport)] = &[
         "shmchan-channel-unicast-spin-loan",
         sc(C, UNICAST, Spin, true),
     ),
+    ("shmchan-spin-lossless-ref", scr(R, LOSSLESS, Spin)),
+    ("shmchan-unicast-spin-ref", scr(R, UNICAST, Spin)),
     ("shmchan-spin-lossless-batch16", scb(R, LOSSLESS, Spin, 16)),
     (
         "shmchan-spin-lossless-batch256",
@@ -351,8 +371,9 @@ impl Transport {
                 wait: w,
                 loan,
                 batch,
+                by_ref,
             } => format!(
-                "{}, {}, {}{}{}",
+                "{}, {}, {}{}{}{}",
                 match family {
                     Family::Route => "Route<T>",
                     Family::Channel => "Channel<T>",
@@ -364,6 +385,11 @@ impl Transport {
                 },
                 wait(w),
                 if loan { ", loan() + publish()" } else { "" },
+                if by_ref {
+                    ", recv_ref() (in place)"
+                } else {
+                    ""
+                },
                 if batch > 1 {
                     format!(", send_many/recv_many of {batch} (throughput only)")
                 } else {
@@ -533,6 +559,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             wait,
             loan,
             batch,
+            by_ref,
         } => {
             if batch > 1 {
                 bail!("{} sends in batches: throughput only", t.name());
@@ -540,7 +567,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             shmchan::duplex::<P>(
                 ctx,
                 side,
-                shmchan::Opts::new(family, delivery, wait, loan, 1),
+                shmchan::Opts::new(family, delivery, wait, loan, 1).by_ref(by_ref),
             )
         }
         Uds => os::uds_duplex::<P>(ctx, side),
@@ -629,10 +656,11 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             family,
             delivery,
             wait,
+            by_ref,
             ..
         } => shmchan::consumer::<P>(
             ctx,
-            shmchan::Opts::new(family, delivery, wait, false, t.batch()),
+            shmchan::Opts::new(family, delivery, wait, false, t.batch()).by_ref(by_ref),
         ),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
@@ -676,8 +704,21 @@ mod tests {
                 wait,
                 loan,
                 batch,
+                by_ref,
             } = t
             {
+                // `-ref` is the last part of the name: in place, lossless, one at a time.
+                let name = match name.strip_suffix("-ref") {
+                    Some(base) => {
+                        assert!(by_ref && !loan && batch == 0, "{name}");
+                        assert_ne!(delivery, Delivery::Overwrite, "{name}");
+                        base
+                    }
+                    None => {
+                        assert!(!by_ref, "{name}");
+                        name
+                    }
+                };
                 // `-batchN` is the last part of the name, N the batch field.
                 let (base, n) = match name.rsplit_once("-batch") {
                     Some((base, n)) => (base, n.parse::<u16>().expect("batch size")),
@@ -721,6 +762,7 @@ mod tests {
                         wait: Block,
                         loan: false,
                         batch: 0,
+                        by_ref: false,
                     } => assert_eq!((f, d), (family, delivery), "{name}"),
                     other => panic!("{name}: twin {other:?}"),
                 }

@@ -27,6 +27,7 @@ pub struct Opts {
     wait: WaitKind,
     loan: bool,
     batch: usize,
+    by_ref: bool,
 }
 
 impl Opts {
@@ -45,7 +46,14 @@ impl Opts {
             wait,
             loan,
             batch: batch.max(1),
+            by_ref: false,
         }
+    }
+
+    /// Receive in place with `recv_ref` (lossless deliveries, one record at a time).
+    pub fn by_ref(mut self, by_ref: bool) -> Opts {
+        self.by_ref = by_ref;
+        self
     }
 
     /// Every record reaches its receiver (lossless broadcast, unicast).
@@ -84,6 +92,8 @@ struct ShmRx<P: Payload> {
     rx: Receiver<P>,
     /// Lossless broadcast or unicast: a lapped receiver is a failure, not lost records.
     lossless: bool,
+    /// Receive with `recv_ref`.
+    by_ref: bool,
 }
 
 /// Sends with `send_many`, `buf.capacity()` records at a time.
@@ -132,6 +142,18 @@ impl<P: Payload> Tx<P> for ShmTx<P> {
 impl<P: Payload> Rx<P> for ShmRx<P> {
     #[inline]
     fn recv(&mut self, out: &mut P) -> Result<Got> {
+        if self.by_ref {
+            // In place: the one copy is the harness's, out of the slot (as iceoryx2's
+            // transport copies its sample).
+            return match self.rx.recv_ref() {
+                Ok(r) => {
+                    *out = *r;
+                    Ok(Got::Msg)
+                }
+                Err(RecvError::Lagged(n)) => lagged(self.lossless, n),
+                Err(e) => Err(anyhow!("shmchan recv_ref: {e}")),
+            };
+        }
         match self.rx.recv() {
             Ok(v) => {
                 *out = v;
@@ -223,6 +245,7 @@ fn boxed_rx<P: Payload>(rx: Receiver<P>, o: Opts) -> Box<dyn Rx<P>> {
         Box::new(ShmRx {
             rx,
             lossless: o.lossless(),
+            by_ref: o.by_ref,
         })
     }
 }
@@ -272,6 +295,7 @@ pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, o: Opts) -> Result<Duplex<P
     let rx = ShmRx {
         rx,
         lossless: o.lossless(),
+        by_ref: o.by_ref,
     };
     Ok((Box::new(ShmTx { tx, loan: o.loan }), Box::new(rx)))
 }
