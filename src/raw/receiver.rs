@@ -76,10 +76,10 @@ impl RawReceiver {
         layout: RecordLayout,
     ) -> Result<Self, OpenError> {
         let view = segment.view();
-        let state = RecvState::before_join(&view);
+        let state = RecvState::before_join(view);
         let owner = process::current_owner();
         let reader =
-            Reader::join(&view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
+            Reader::join(view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
                 path: segment.path().to_owned(),
                 max: view.receivers.len(),
             })?;
@@ -183,7 +183,7 @@ impl RawReceiver {
     /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {
         let view = self.segment.view();
-        self.reader.as_ref().map_or(0, |r| r.waiting_on(&view))
+        self.reader.as_ref().map_or(0, |r| r.waiting_on(view))
     }
 
     // The one implementation of receiving, generic over the record buffer: the typed
@@ -222,7 +222,7 @@ impl RawReceiver {
     fn read_fast<R: Record + ?Sized>(&mut self, dst: &mut R) -> bool {
         let view = self.segment.view();
         match self.reader.as_mut() {
-            Some(reader) => reader.read_fast(&view, dst),
+            Some(reader) => reader.read_fast(view, dst),
             None => false,
         }
     }
@@ -242,7 +242,7 @@ impl RawReceiver {
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
         let view = self.segment.view();
         let result = recv::poll_into(
-            &view,
+            view,
             present(&mut self.reader),
             &mut self.state,
             check_liveness,
@@ -272,7 +272,7 @@ impl RawReceiver {
     ) -> Result<(), RecvTimeoutError> {
         let view = self.segment.view();
         let result = recv::recv_into(
-            &view,
+            view,
             present(&mut self.reader),
             &mut self.state,
             self.wait,
@@ -296,11 +296,11 @@ impl RawReceiver {
     #[inline]
     pub(crate) fn hold(&mut self, deadline: Option<Instant>) -> Result<u64, RecvTimeoutError> {
         let view = self.segment.view();
-        if let Some(seq) = present(&mut self.reader).hold_fast(&view) {
+        if let Some(seq) = present(&mut self.reader).hold_fast(view) {
             return Ok(seq);
         }
         let result = recv::recv_hold(
-            &view,
+            view,
             present(&mut self.reader),
             &mut self.state,
             self.wait,
@@ -314,13 +314,13 @@ impl RawReceiver {
     #[inline]
     pub(crate) fn try_hold(&mut self) -> Result<u64, TryRecvError> {
         let view = self.segment.view();
-        if let Some(seq) = present(&mut self.reader).hold_fast(&view) {
+        if let Some(seq) = present(&mut self.reader).hold_fast(view) {
             return Ok(seq);
         }
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
         let result = recv::poll_hold(
-            &view,
+            view,
             present(&mut self.reader),
             &mut self.state,
             check_liveness,
@@ -340,7 +340,7 @@ impl RawReceiver {
     #[inline]
     pub(crate) fn release(&mut self, seq: u64) {
         let view = self.segment.view();
-        present(&mut self.reader).release(&view, seq);
+        present(&mut self.reader).release(view, seq);
     }
 
     /// The blocking batch receive.
@@ -365,7 +365,7 @@ impl RawReceiver {
     ) -> Result<usize, RecvTimeoutError> {
         let view = self.segment.view();
         let result = recv::recv_many(
-            &view,
+            view,
             present(&mut self.reader),
             &mut self.state,
             self.wait,
@@ -385,7 +385,7 @@ impl RawReceiver {
             return Ok(0);
         }
         let view = self.segment.view();
-        let mut result = match present(&mut self.reader).read_many(&view, out) {
+        let mut result = match present(&mut self.reader).read_many(view, out) {
             Some(result) => result,
             None => Err(TryRecvError::Empty),
         };
@@ -393,7 +393,7 @@ impl RawReceiver {
             self.empty_polls = self.empty_polls.wrapping_add(1);
             let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
             result = recv::poll_many(
-                &view,
+                view,
                 present(&mut self.reader),
                 &mut self.state,
                 check_liveness,
@@ -449,7 +449,7 @@ impl Drop for RawReceiver {
             return;
         }
         if let Some(reader) = self.reader.take() {
-            reader.leave(&self.segment.view());
+            reader.leave(self.segment.view());
         }
     }
 }

@@ -74,7 +74,7 @@ impl RawSender {
         let view = segment.view();
         let producer = match family {
             Family::Route => {
-                Producer::attach_route(&view, owner, &ProcLiveness).map_err(|holder| {
+                Producer::attach_route(view, owner, &ProcLiveness).map_err(|holder| {
                     OpenError::SenderExists {
                         path: segment.path().to_owned(),
                         pid: process::owner_pid(holder),
@@ -82,7 +82,7 @@ impl RawSender {
                 })?
             }
             Family::Channel => {
-                Producer::join_channel(&view, owner, &ProcLiveness).ok_or_else(|| {
+                Producer::join_channel(view, owner, &ProcLiveness).ok_or_else(|| {
                     OpenError::ProducersFull {
                         path: segment.path().to_owned(),
                         max: view.producers.len(),
@@ -257,7 +257,7 @@ impl RawSender {
     /// Number of receivers attached, after evicting those whose process died. Reads
     /// `/proc` for each: not for the hot path.
     pub fn receiver_count(&self) -> usize {
-        table::live_receivers(&self.segment.view(), &ProcLiveness)
+        table::live_receivers(self.segment.view(), &ProcLiveness)
     }
 
     /// Waits until at least `n` receivers are attached (start-up synchronisation),
@@ -284,7 +284,7 @@ impl RawSender {
     /// published so far); on a `Channel`, the number of sequence numbers claimed by
     /// all its producers so far.
     pub fn next_seq(&self) -> u64 {
-        self.producer.next_seq(&self.segment.view())
+        self.producer.next_seq(self.segment.view())
     }
 
     // The one implementation of sending, generic over the record buffer: the typed
@@ -293,7 +293,7 @@ impl RawSender {
 
     /// Whether this sender still holds its role.
     pub(crate) fn holds_role(&self) -> bool {
-        self.producer.holds_role(&self.segment.view())
+        self.producer.holds_role(self.segment.view())
     }
 
     /// Sends a record, waiting while a lossless ring is full. An error means this
@@ -301,7 +301,7 @@ impl RawSender {
     #[inline]
     pub(crate) fn send_record<R: Record + ?Sized>(&mut self, value: &R) -> Result<(), SendFail> {
         let view = self.segment.view();
-        if send::send_now(&mut self.producer, &view, value, &ProcLiveness) {
+        if send::send_now(&mut self.producer, view, value, &ProcLiveness) {
             return Ok(());
         }
         self.send_slow(value)
@@ -326,10 +326,10 @@ impl RawSender {
         let check = self
             .last_liveness
             .is_none_or(|t| now.duration_since(t) >= IDLE_TICK);
-        match send::try_send(&mut self.producer, &view, value, &ProcLiveness, false) {
+        match send::try_send(&mut self.producer, view, value, &ProcLiveness, false) {
             Err(SendFail::Full) if check => {
                 self.last_liveness = Some(now);
-                send::try_send(&mut self.producer, &view, value, &ProcLiveness, true)
+                send::try_send(&mut self.producer, view, value, &ProcLiveness, true)
             }
             result => result,
         }
@@ -344,7 +344,7 @@ impl RawSender {
         let view = self.segment.view();
         send::send(
             &mut self.producer,
-            &view,
+            view,
             value,
             self.wait,
             deadline,
@@ -385,7 +385,7 @@ impl RawSender {
         let view = self.segment.view();
         send::send_many(
             &mut self.producer,
-            &view,
+            view,
             records,
             self.wait,
             deadline,
@@ -399,7 +399,7 @@ impl RawSender {
         records: &R,
     ) -> Result<usize, SendError<usize>> {
         let view = self.segment.view();
-        let first = send::try_send_many(&mut self.producer, &view, records, &ProcLiveness, false)
+        let first = send::try_send_many(&mut self.producer, view, records, &ProcLiveness, false)
             .map_err(|(n, _)| SendError::Evicted(n))?;
         if first == records.count() {
             return Ok(first);
@@ -415,7 +415,7 @@ impl RawSender {
         }
         self.last_liveness = Some(now);
         let rest = Skip(records, first);
-        match send::try_send_many(&mut self.producer, &view, &rest, &ProcLiveness, true) {
+        match send::try_send_many(&mut self.producer, view, &rest, &ProcLiveness, true) {
             Ok(n) => Ok(first + n),
             Err((n, _)) => Err(SendError::Evicted(first + n)),
         }
@@ -439,7 +439,7 @@ impl Drop for RawSender {
     fn drop(&mut self) {
         // A copy in a forked child belongs to the parent, which still uses it.
         if process::is_current_process(self.owner) {
-            self.producer.leave(&self.segment.view());
+            self.producer.leave(self.segment.view());
         }
     }
 }

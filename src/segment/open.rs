@@ -30,11 +30,13 @@ use crate::sync::AtomicU64;
 
 /// An open, validated, mapped segment. Holds the shared lock until dropped.
 pub(crate) struct Segment {
-    map: MmapRaw,
-    /// `Overflow::Block` or unicast: producers never overwrite unread records.
-    lossless: bool,
-    /// `Mode::Unicast`.
-    unicast: bool,
+    /// The ring inside the mapping, built once (every send and receive uses it). Its
+    /// references point into `map`, which does not move when the `Segment` does and is
+    /// unmapped only when the `Segment` drops; [`Segment::view`] hands it out with the
+    /// lifetime of a borrow of the `Segment`, never `'static`.
+    ring: RingView<'static>,
+    // The mapping `ring` points into: unmapped when the `Segment` drops.
+    _map: MmapRaw,
     // Kept open for the `flock` that marks this process as a participant.
     _file: File,
     path: PathBuf,
@@ -100,39 +102,52 @@ impl Segment {
     }
 
     /// The ring inside the segment.
-    pub(crate) fn view(&self) -> RingView<'_> {
-        let base = self.map.as_ptr();
-        // SAFETY: the mapping is `layout.total_len` bytes (checked against the file
-        // size before mapping), page aligned, and lives as long as `&self`. The control
-        // block, the receiver and producer tables and the slot array lie inside it (the
-        // layout computed them from this side's own options) at offsets aligned for
-        // their types (asserted at compile time / computed by `Layout`). They consist
-        // only of atomics, valid for any bit pattern, and every process (including
-        // this one) accesses that memory only through atomic operations, so shared
-        // references to them are sound even while other processes write.
-        unsafe {
-            let ctl = &*(base.add(CONTROL_OFFSET) as *const Control);
-            let receivers = std::slice::from_raw_parts(
-                base.add(RECEIVERS_OFFSET) as *const ReceiverEntry,
-                self.layout.max_receivers,
-            );
-            let producers = std::slice::from_raw_parts(
-                base.add(self.layout.producers_offset) as *const ProducerEntry,
-                self.layout.max_producers,
-            );
-            let slots = std::slice::from_raw_parts(
-                base.add(self.layout.slots_offset) as *const AtomicU64,
-                self.layout.geom.slot_words(),
-            );
-            RingView {
-                ctl,
-                receivers,
-                producers,
-                slots,
-                geom: self.layout.geom,
-                lossless: self.lossless,
-                unicast: self.unicast,
-            }
+    #[inline(always)]
+    pub(crate) fn view(&self) -> &RingView<'_> {
+        // Shortens `'static` to the borrow of `self` (covariance): the mapping lives as
+        // long as `self`.
+        &self.ring
+    }
+}
+
+/// The ring inside the mapping `map` of `layout`, with references valid for as long as
+/// the mapping is not unmapped (the caller ties them to the `Segment` that owns it).
+fn ring_of(map: &MmapRaw, layout: &Layout, lossless: bool, unicast: bool) -> RingView<'static> {
+    let base = map.as_ptr();
+    // SAFETY: the mapping is `layout.total_len` bytes (checked against the file size
+    // before mapping), page aligned, and stays mapped at the same address until the
+    // `Segment` that owns it drops; the references made here are handed out only for
+    // borrows of that `Segment` (`Segment::view`), so they never outlive the mapping,
+    // although their type says `'static`. The control block, the receiver and producer
+    // tables and the slot array lie inside it (the layout computed them from this
+    // side's own options) at offsets aligned for their types (asserted at compile time
+    // / computed by `Layout`). They consist only of atomics, valid for any bit pattern,
+    // and every process (including this one) accesses that memory only through atomic
+    // operations (or, for the bulk copy, assembly that amounts to them: ring/bulk.rs;
+    // or reads of a record no one writes while it is held: `RecvRef`), so shared
+    // references to them are sound even while other processes write.
+    unsafe {
+        let ctl = &*(base.add(CONTROL_OFFSET) as *const Control);
+        let receivers = std::slice::from_raw_parts(
+            base.add(RECEIVERS_OFFSET) as *const ReceiverEntry,
+            layout.max_receivers,
+        );
+        let producers = std::slice::from_raw_parts(
+            base.add(layout.producers_offset) as *const ProducerEntry,
+            layout.max_producers,
+        );
+        let slots = std::slice::from_raw_parts(
+            base.add(layout.slots_offset) as *const AtomicU64,
+            layout.geom.slot_words(),
+        );
+        RingView {
+            ctl,
+            receivers,
+            producers,
+            slots,
+            geom: layout.geom,
+            lossless,
+            unicast,
         }
     }
 }
@@ -263,10 +278,10 @@ fn map_and_validate(
         .map_raw(&file)
         .map_err(|e| fail("mmap", e))?;
     let unicast = fp.mode == crate::options::Mode::Unicast.code();
+    let lossless = unicast || fp.overflow == crate::options::Overflow::Block.code();
     Ok(Segment {
-        map,
-        lossless: unicast || fp.overflow == crate::options::Overflow::Block.code(),
-        unicast,
+        ring: ring_of(&map, layout, lossless, unicast),
+        _map: map,
         _file: file,
         path: path.to_owned(),
         layout: *layout,
