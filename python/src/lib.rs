@@ -323,6 +323,13 @@ fn new_scalar<'py>(
     }
 }
 
+/// Whether an array of `dtype` holds records of `descr`: the same dtype, or for a
+/// subarray record dtype (`('<u4', (3,))`, which numpy turns into trailing dimensions
+/// of an array) its base dtype.
+fn holds_records_of(dtype: &Bound<'_, PyArrayDescr>, descr: &Bound<'_, PyArrayDescr>) -> bool {
+    dtype.is_equiv_to(descr) || (descr.has_subarray() && dtype.is_equiv_to(&descr.base()))
+}
+
 fn dtype_text(descr: &Bound<'_, PyArrayDescr>) -> String {
     descr
         .repr()
@@ -345,7 +352,7 @@ fn send_source<'py>(
     }
     if let Ok(dtype) = obj.getattr("dtype") {
         if let Ok(dtype) = dtype.cast::<PyArrayDescr>() {
-            if !dtype.is_equiv_to(descr) {
+            if !holds_records_of(dtype, descr) {
                 return Err(PyTypeError::new_err(format!(
                     "records of dtype {} cannot be sent on a segment of dtype {}",
                     dtype_text(dtype),
@@ -354,6 +361,13 @@ fn send_source<'py>(
             }
         }
     }
+    // A subarray record dtype converts as its base dtype: numpy would give every
+    // element of the input a subarray of its own.
+    let target = if descr.has_subarray() {
+        descr.base()
+    } else {
+        descr.clone()
+    };
     // SAFETY: `PyArray_FromAny` steals the descriptor reference handed over by
     // `into_dtype_ptr`; it returns a new reference to a C-contiguous array of that
     // dtype (the same array if `obj` is one already), or NULL with an exception set.
@@ -361,7 +375,7 @@ fn send_source<'py>(
         let ptr = PY_ARRAY_API.PyArray_FromAny(
             py,
             obj.as_ptr(),
-            descr.clone().into_dtype_ptr(),
+            target.into_dtype_ptr(),
             0,
             0,
             npyffi::NPY_ARRAY_C_CONTIGUOUS,
@@ -370,7 +384,7 @@ fn send_source<'py>(
         Bound::from_owned_ptr_or_err(py, ptr)?
     };
     let untyped = array.cast::<PyUntypedArray>()?;
-    let len = untyped.shape().iter().product::<usize>() * descr.itemsize();
+    let len = untyped.shape().iter().product::<usize>() * untyped.dtype().itemsize();
     // SAFETY: a numpy array's `data` points at its `size * itemsize` bytes.
     let data = unsafe { (*untyped.as_array_ptr()).fields.data as *const u8 };
     Ok((array, data, len))
@@ -802,7 +816,7 @@ impl Receiver {
                     .unwrap_or_default()
             ))
         })?;
-        if !array.dtype().is_equiv_to(descr) {
+        if !holds_records_of(&array.dtype(), descr) {
             return Err(PyTypeError::new_err(format!(
                 "recv_into needs an array of this receiver's dtype {}, not {}",
                 dtype_text(descr),
@@ -822,7 +836,7 @@ impl Receiver {
                  a strided view: pass numpy.ascontiguousarray(...) or a fresh numpy.empty(n, dtype)",
             ));
         }
-        let len = array.shape().iter().product::<usize>() * self.size;
+        let len = array.shape().iter().product::<usize>() * array.dtype().itemsize();
         // SAFETY: `data` points at the array's `size * itemsize` bytes, writeable and
         // contiguous (checked above); `out` keeps the array alive for the whole call.
         // numpy memory is plain bytes, so writing without the GIL is sound (another
