@@ -55,7 +55,10 @@ def test_a_handle_used_by_two_threads_at_once_is_refused(name):
 
 
 SIGINT_CHILD = textwrap.dedent("""
-    import sys, time, numpy as np, shmchan
+    import signal, sys, time, numpy as np, shmchan
+    # Python leaves SIGINT alone if it started ignored (a background job of a
+    # non-interactive shell, as in CI): install the handler that raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rx = shmchan.Route.receiver(sys.argv[1], np.uint64)
     print("READY", flush=True)
     try:
