@@ -28,15 +28,15 @@ use numpy::npyffi::{self, npy_intp, NpyTypes, NPY_ARRAY_WRITEABLE, PY_ARRAY_API}
 use numpy::{PyArrayDescr, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
-    PyTimeoutError, PyTypeError, PyValueError,
+    PyException, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyTimeoutError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use shmchan::raw::{self, RawError, RawReceiver, RawSender, RecordLayout};
 use shmchan::{
-    Mode, OpenError, Overflow, RecvTimeoutError, SendError, SendTimeoutError,
-    TryRecvError, TrySendError, Wait,
+    Mode, OpenError, Overflow, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError, Wait,
 };
 
 /// The longest a blocking call waits with the GIL released before it runs Python's
@@ -473,8 +473,8 @@ fn builder(
     descr: &Bound<'_, PyArrayDescr>,
     o: &Options,
 ) -> PyResult<(shmchan::Builder<raw::Raw>, String)> {
-    let layout = RecordLayout::new(descr.itemsize(), o.align, &o.schema)
-        .map_err(|e| open_error(py, e))?;
+    let layout =
+        RecordLayout::new(descr.itemsize(), o.align, &o.schema).map_err(|e| open_error(py, e))?;
     // With a path and no name, the file's name stands for it (the builder needs one).
     let name = match (&o.name, &o.path) {
         (Some(name), _) => name.clone(),
@@ -556,7 +556,9 @@ fn open_sender(
 ) -> PyResult<Sender> {
     install_fork_handler();
     let (b, name) = builder(py, &dtype, &options)?;
-    let tx = py.detach(move || b.sender()).map_err(|e| open_error(py, e))?;
+    let tx = py
+        .detach(move || b.sender())
+        .map_err(|e| open_error(py, e))?;
     Ok(Sender {
         inner: Mutex::new(Some(tx)),
         size: dtype.itemsize(),
@@ -1057,7 +1059,12 @@ impl Sender {
     /// of field values, or `bytes` of one record), waiting up to `timeout` seconds
     /// (`None`: for ever) while a lossless ring is full; `TimeoutError` if it stays full.
     #[pyo3(signature = (record, timeout=None))]
-    fn send(&self, py: Python<'_>, record: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn send(
+        &self,
+        py: Python<'_>,
+        record: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         let deadline = deadline(timeout)?;
         let descr = self.dtype.bind(py);
         let (_keep, ptr, len) = send_source(py, descr, record)?;
@@ -1100,10 +1107,10 @@ impl Sender {
         // SAFETY: `_keep` owns the bytes for this call.
         let bytes = unsafe { bytes_at(ptr, len) };
         self.with(|tx| match tx.try_send_bytes(bytes) {
-                Ok(()) => Ok(true),
-                Err(RawError::Channel(TrySendError::Full(()))) => Ok(false),
-                Err(RawError::Channel(_)) => Err(evicted_sender()),
-                Err(e) => Err(length_error(&e)),
+            Ok(()) => Ok(true),
+            Err(RawError::Channel(TrySendError::Full(()))) => Ok(false),
+            Err(RawError::Channel(_)) => Err(evicted_sender()),
+            Err(e) => Err(length_error(&e)),
         })
     }
 
@@ -1140,7 +1147,12 @@ impl Sender {
     /// Waits until at least `n` receivers are attached, up to `timeout` seconds
     /// (`None`: for ever); returns the count reached, `TimeoutError` otherwise.
     #[pyo3(signature = (n, timeout=None))]
-    fn wait_for_receivers(&self, py: Python<'_>, n: usize, timeout: Option<f64>) -> PyResult<usize> {
+    fn wait_for_receivers(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
         let deadline = deadline(timeout)?;
         self.with(|tx| loop {
             let slice = next_slice(deadline).unwrap_or(Duration::ZERO);
