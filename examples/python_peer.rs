@@ -168,7 +168,9 @@ fn recv(o: &Options) -> Result<(), String> {
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     let mut next = vec![0u64; o.producers as usize];
     let (mut received, mut lagged, mut gaps) = (0u64, 0u64, 0u64);
-    let mut lag_pending = false;
+    // Producers whose next record may jump ahead: a lag skips records of every producer
+    // (a Channel's sequence numbers are shared).
+    let mut may_jump = vec![false; next.len()];
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     let mut buf = vec![Tick::zeroed(); 4096];
@@ -177,7 +179,7 @@ fn recv(o: &Options) -> Result<(), String> {
             Ok(n) => n,
             Err(RecvError::Lagged(n)) => {
                 lagged += n;
-                lag_pending = true;
+                may_jump.fill(true);
                 continue;
             }
             Err(RecvError::Disconnected) => break,
@@ -193,7 +195,8 @@ fn recv(o: &Options) -> Result<(), String> {
                 return Err(format!("record of unknown producer {t:?}"));
             };
             // Unicast receivers share the stream: only order is checked there.
-            let in_order = if o.mode == Mode::Unicast || lag_pending {
+            let p = t.producer as usize;
+            let in_order = if o.mode == Mode::Unicast || may_jump[p] {
                 t.seq >= *expected
             } else {
                 t.seq == *expected
@@ -201,7 +204,7 @@ fn recv(o: &Options) -> Result<(), String> {
             if !in_order {
                 gaps += 1;
             }
-            lag_pending = false;
+            may_jump[p] = false;
             *expected = t.seq + 1;
             received += 1;
         }

@@ -121,12 +121,14 @@ def main() -> int:
             c.wait()
         rx.close()
         shmchan.remove(name)
+    for text in outputs:
+        for line in text.splitlines():
+            if line.startswith("PUBLISHER "):
+                print("publisher: " + line[len("PUBLISHER "):])
     print()
     print(HEADER)
     for text in outputs:
         for line in text.splitlines():
-            if line.startswith("PUBLISHER "):
-                print("publisher: " + line[len("PUBLISHER "):], file=sys.stderr)
             if line.startswith("SUBSCRIBER "):
                 f = line.split()[1:]
                 print("{:<11}{:>10}{:>9}{:>7}{:>9}{:>9}{:>9}{:>9}{:>10}{:>10}".format(
