@@ -80,7 +80,7 @@ def test_receive_apis_see_every_record(peer, name, procs, api):
             except shmchan.Disconnected:
                 break
             assert isinstance(q, np.void) and q.dtype == TICK
-            checker.batch(np.array([q], TICK))
+            checker.one(q)
     elif api == "recv_into":
         out = np.empty(1000, TICK)
         while True:
@@ -94,7 +94,7 @@ def test_receive_apis_see_every_record(peer, name, procs, api):
             checker.batch(batch)
     else:
         for q in rx:
-            checker.batch(np.array([q], TICK))
+            checker.one(q)
     assert procs.finish(sender).split() == ["SENT", str(count)]
     assert checker.received == count and checker.next == [count]
 
