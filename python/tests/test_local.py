@@ -248,3 +248,16 @@ def test_scalar_dtypes_meet_typed_rust_names(name):
     tx.send_many(np.arange(9, dtype="<u4").reshape(3, 3))
     out = rx.recv_many(10)
     assert out.shape == (3, 3) and out[2, 2] == 8
+
+
+def test_paths_missing_and_not_permitted(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        shmchan.Route.receiver(None, np.uint64, path=tmp_path / "no-such-dir" / "seg")
+    seg = tmp_path / "seg"
+    shmchan.Route.receiver(None, np.uint64, path=seg, permissions=0o600).close()
+    assert shmchan.inspect(path=seg).record_size == 8
+    if os.geteuid() == 0:
+        pytest.skip("root is not refused by file permissions")
+    seg.chmod(0)
+    with pytest.raises(PermissionError):
+        shmchan.Route.receiver(None, np.uint64, path=seg)
