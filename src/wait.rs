@@ -201,21 +201,47 @@ fn decrement(waiters: &AtomicU32) {
     let _ = waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
+/// When a handle's next idle poll is due ([`wait_for`]). Kept by the handle across its
+/// waits, so that a caller who waits in slices shorter than [`IDLE_TICK`] (a binding
+/// that wakes every few milliseconds to look for signals, an importer with short
+/// timeouts) still gets the slower checks about once a tick: a tick that restarted
+/// with every wait would never come due for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tick(Option<Instant>);
+
 /// Waits until `poll` returns `Some`, following `strategy`, until `deadline`.
 ///
 /// `poll(idle)` is called with `idle == true` about every [`IDLE_TICK`] while waiting,
-/// for the slower checks (is the peer still alive?). Returns `None` on timeout.
+/// for the slower checks (is the peer still alive?), counted across the waits that
+/// share `tick`. Returns `None` on timeout.
 pub fn wait_for<R>(
     strategy: Wait,
     deadline: Option<Instant>,
     parker: Parker<'_>,
+    tick: &mut Tick,
     mut poll: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
     if let Some(r) = poll(false) {
         return Some(r);
     }
     let start = Instant::now();
-    let mut next_idle = start + IDLE_TICK;
+    // Under loom time stands still (below): no idle poll, whatever an earlier wait left.
+    let due = if cfg!(loom) { None } else { tick.0 };
+    let mut next_idle = due.unwrap_or(start + IDLE_TICK);
+    let result = wait_loop(strategy, deadline, parker, start, &mut next_idle, &mut poll);
+    *tick = Tick(Some(next_idle));
+    result
+}
+
+/// The body of [`wait_for`].
+fn wait_loop<R>(
+    strategy: Wait,
+    deadline: Option<Instant>,
+    parker: Parker<'_>,
+    start: Instant,
+    next_idle: &mut Instant,
+    poll: &mut impl FnMut(bool) -> Option<R>,
+) -> Option<R> {
     let spin_until = match strategy {
         Wait::Spin => None,
         Wait::Adaptive => Some(start + ADAPTIVE_SPIN),
@@ -239,8 +265,8 @@ pub fn wait_for<R>(
         // polls, no deadline passes, `Adaptive` spins like `Spin`, and the modelled
         // futex sleeps until woken.
         let now = if cfg!(loom) { start } else { Instant::now() };
-        if now >= next_idle {
-            next_idle = now + IDLE_TICK;
+        if now >= *next_idle {
+            *next_idle = now + IDLE_TICK;
             if let Some(r) = poll(true) {
                 return Some(r);
             }
@@ -261,7 +287,7 @@ pub fn wait_for<R>(
             parker.unregister();
             return Some(r);
         }
-        let mut wake_at = deadline.map_or(next_idle, |d| d.min(next_idle));
+        let mut wake_at = deadline.map_or(*next_idle, |d| d.min(*next_idle));
         if !covered {
             // A light notifier may not see us: sleep briefly (barrier.rs, "degraded").
             wake_at = wake_at.min(now + barrier::DEGRADED_TICK);
@@ -399,7 +425,13 @@ mod tests {
         let waiters = &pair.waiters;
         for strategy in [Wait::Spin, Wait::Adaptive, Wait::Block] {
             let deadline = Instant::now() + Duration::from_millis(20);
-            let r: Option<()> = wait_for(strategy, Some(deadline), parker, |_| None);
+            let r: Option<()> = wait_for(
+                strategy,
+                Some(deadline),
+                parker,
+                &mut Tick::default(),
+                |_| None,
+            );
             assert!(r.is_none());
             assert!(Instant::now() >= deadline);
             assert_eq!(waiters.load(Ordering::Relaxed), 0);
@@ -420,9 +452,13 @@ mod tests {
         let waiter = std::thread::spawn(move || {
             let parker = Parker::new(&s2.pair);
             let deadline = Instant::now() + Duration::from_secs(30);
-            wait_for(Wait::Block, Some(deadline), parker, |_| {
-                (s2.flag.load(Ordering::Acquire) == 1).then_some(())
-            })
+            wait_for(
+                Wait::Block,
+                Some(deadline),
+                parker,
+                &mut Tick::default(),
+                |_| (s2.flag.load(Ordering::Acquire) == 1).then_some(()),
+            )
         });
         // Wait until the waiter is registered, then make progress and notify.
         while shared.pair.waiters.load(Ordering::Relaxed) == 0 {

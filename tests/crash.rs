@@ -203,6 +203,20 @@ fn child() {
             println!("SENDER sent={sent} errors={errors}");
         }
         // Sleeps in `recv` on an Overwrite segment until killed.
+        // Opens a lossless sender, sends one record, and idles until killed.
+        "one-record-sender" => {
+            let mut tx = lossless(&name).sender().expect("open sender");
+            tx.wait_for_receivers(1, SHORT).expect("receiver attaches");
+            tx.send(Rec::new(0)).expect("send");
+            println!("READY");
+            std::thread::sleep(LONG);
+        }
+        // Joins a lossless segment and never reads, until killed.
+        "unread-receiver" => {
+            let _rx = lossless(&name).receiver().expect("open receiver");
+            println!("READY");
+            std::thread::sleep(LONG);
+        }
         "sleeping-receiver" => {
             let mut rx = Route::<Rec>::builder(&name)
                 .wait(Wait::Block)
@@ -795,4 +809,61 @@ fn a_loan_published_after_the_sender_lost_its_role_gives_the_record_back() {
     assert!(tx.loan().is_err());
     assert!(rx.try_recv().is_err(), "nothing was published");
     poke(&mut map, SENDER_CLAIM, 0);
+}
+
+/// A receiver that waits in slices shorter than the liveness tick (as the Python
+/// binding does, to look for signals) still notices a killed sender: the tick is kept
+/// across its waits, not restarted by each.
+#[test]
+fn a_receiver_waiting_in_short_slices_sees_a_killed_sender() {
+    let name = unique_name("slices-rx");
+    let _cleanup = Cleanup(name.clone());
+    let mut rx = lossless(&name).receiver().expect("receiver");
+    let mut sender = spawn(ENTRY, "one-record-sender", &[("NAME", name.clone())]);
+    sender.expect_line("READY", SHORT);
+    assert_eq!(rx.recv_timeout(SHORT).map(|r| r.seq), Ok(0));
+    sender.kill9();
+    let deadline = Instant::now() + SHORT;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Err(RecvTimeoutError::Timeout) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the dead sender was never noticed"
+                );
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A lossless sender that waits for room in slices shorter than the liveness tick
+/// still evicts a killed receiver that holds the ring.
+#[test]
+fn a_sender_waiting_in_short_slices_evicts_a_killed_receiver() {
+    let name = unique_name("slices-tx");
+    let _cleanup = Cleanup(name.clone());
+    let mut idle = spawn(ENTRY, "unread-receiver", &[("NAME", name.clone())]);
+    idle.expect_line("READY", SHORT);
+    let mut tx = lossless(&name).sender().expect("sender");
+    let mut seq = 0;
+    while tx.try_send(Rec::new(seq)).is_ok() {
+        seq += 1;
+    }
+    assert_eq!(seq, 64, "the idle receiver holds the ring at its capacity");
+    idle.kill9();
+    let deadline = Instant::now() + SHORT;
+    loop {
+        match tx.send_timeout(Rec::new(seq), Duration::from_millis(5)) {
+            Ok(()) => break,
+            Err(SendTimeoutError::Timeout(_)) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the dead receiver was never evicted"
+                );
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
 }

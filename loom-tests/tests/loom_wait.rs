@@ -14,7 +14,7 @@ use loom_tests::{attach_route, join_reader, rec, send_block, seq_of, Rec, ALL_AL
 use shmchan::ring::reader::Reader;
 use shmchan::ring::recv::{poll, RecvState};
 use shmchan::ring::HeapRing;
-use shmchan::wait::wait_for;
+use shmchan::wait::{wait_for, Tick};
 use shmchan::{TryRecvError, Wait};
 
 const CAPACITY: u64 = 2;
@@ -29,13 +29,19 @@ fn recv_one(
 ) -> (Rec, usize) {
     let view = ring.view();
     let mut polls = 0;
-    let got = wait_for(strategy, None, view.data_parker(), |idle| {
-        polls += 1;
-        match poll::<Rec>(&view, rx, state, idle, &ALL_ALIVE) {
-            Err(TryRecvError::Empty) => None,
-            other => Some(other),
-        }
-    })
+    let got = wait_for(
+        strategy,
+        None,
+        view.data_parker(),
+        &mut Tick::default(),
+        |idle| {
+            polls += 1;
+            match poll::<Rec>(&view, rx, state, idle, &ALL_ALIVE) {
+                Err(TryRecvError::Empty) => None,
+                other => Some(other),
+            }
+        },
+    )
     .expect("no deadline");
     match got {
         Ok(r) => (r, polls),

@@ -82,6 +82,7 @@ use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, stamp_gap, stamp_settled, ProducerEntry, Stamp};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+use crate::wait::Tick;
 use crate::weaken::{light_fence, ordering, weaken};
 
 /// How often `begin` re-reads a slot that a lap-older writer holds before it reports
@@ -112,6 +113,8 @@ pub struct Shared {
     seq: u64,
     /// Lossless broadcast: the cached gate on the receivers' cursors.
     gate: Gate,
+    /// When the send loops' next liveness check is due, across sends (`wait.rs`).
+    pub(crate) tick: Tick,
     /// Lossless broadcast: whether the gate admitted `seq` after the join check.
     admitted: bool,
 }
@@ -132,6 +135,7 @@ impl Shared {
             owner,
             seq: 0,
             gate: Gate::new(),
+            tick: Tick::default(),
             admitted: true,
         })
     }

@@ -24,6 +24,7 @@ use super::table::{claim_sender, evict_blocking, reap_dead_producers, release_se
 use super::RingView;
 use crate::process::Liveness;
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::Tick;
 
 /// A producer of either family.
 #[derive(Debug)]
@@ -231,6 +232,22 @@ impl Producer {
                     }
                 }
             }
+        }
+    }
+
+    /// When the send loops' next liveness check is due (`wait.rs`, `Tick`).
+    pub fn tick(&self) -> Tick {
+        match self {
+            Producer::Single(p) => p.tick,
+            Producer::Shared { producer, .. } => producer.tick,
+        }
+    }
+
+    /// Keeps `tick` for the next send loop.
+    pub fn set_tick(&mut self, tick: Tick) {
+        match self {
+            Producer::Single(p) => p.tick = tick,
+            Producer::Shared { producer, .. } => producer.tick = tick,
         }
     }
 

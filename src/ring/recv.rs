@@ -37,7 +37,7 @@ use crate::error::{RecvTimeoutError, TryRecvError};
 use crate::layout::PARKED_DATA;
 use crate::process::Liveness;
 use crate::sync::Ordering;
-use crate::wait::{wait_for, Wait};
+use crate::wait::{wait_for, Tick, Wait};
 
 /// A receiver's state between polls: when an empty ring means the senders are gone
 /// for good, and how long it has been waiting on one sequence number.
@@ -51,6 +51,8 @@ pub struct RecvState {
     stall_seq: u64,
     /// ...for this many liveness ticks.
     stall_ticks: u32,
+    /// When the next liveness check of a blocking receive is due, across receives.
+    tick: Tick,
 }
 
 impl RecvState {
@@ -63,6 +65,7 @@ impl RecvState {
             attaches_at_join,
             stall_seq: 0,
             stall_ticks: 0,
+            tick: Tick::default(),
         }
     }
 
@@ -396,14 +399,21 @@ fn recv_with<S: Take>(
     let parker = view
         .data_parker()
         .registered(reader.parked(view), PARKED_DATA);
-    wait_for(strategy, deadline, parker, |idle| {
-        match poll_with(view, reader, state, idle, liveness, take) {
+    let mut tick = state.tick;
+    let result = wait_for(
+        strategy,
+        deadline,
+        parker,
+        &mut tick,
+        |idle| match poll_with(view, reader, state, idle, liveness, take) {
             Ok(value) => Some(Ok(value)),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Lagged(n)) => Some(Err(RecvTimeoutError::Lagged(n))),
             Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
             Err(TryRecvError::Evicted) => Some(Err(RecvTimeoutError::Evicted)),
-        }
-    })
-    .unwrap_or(Err(RecvTimeoutError::Timeout))
+        },
+    )
+    .unwrap_or(Err(RecvTimeoutError::Timeout));
+    state.tick = tick;
+    result
 }

@@ -190,7 +190,8 @@ fn reserve(
         return Err(SendFail::Evicted);
     }
     let parker = view.space_parker().registered(p.parked(view), PARKED_SPACE);
-    wait_for(strategy, deadline, parker, |idle| {
+    let mut tick = p.tick();
+    let result = wait_for(strategy, deadline, parker, &mut tick, |idle| {
         if idle {
             if !p.holds_role(view) {
                 return Some(Err(SendFail::Evicted));
@@ -199,7 +200,9 @@ fn reserve(
         }
         p.try_claim(view).then_some(Ok(()))
     })
-    .unwrap_or(Err(SendFail::Full))
+    .unwrap_or(Err(SendFail::Full));
+    p.set_tick(tick);
+    result
 }
 
 /// Waits while [`Producer::begin`] says `awaited` (`Busy`: a lap-older writer holds
@@ -218,7 +221,8 @@ fn wait_to_begin(
     } else {
         view.space_parker().registered(p.parked(view), PARKED_SPACE)
     };
-    wait_for(strategy, deadline, parker, |idle| {
+    let mut tick = p.tick();
+    let result = wait_for(strategy, deadline, parker, &mut tick, |idle| {
         if idle {
             if !p.holds_role(view) {
                 return Some(Err(SendFail::Evicted));
@@ -230,5 +234,7 @@ fn wait_to_begin(
             begun => Some(Ok(begun)),
         }
     })
-    .unwrap_or(Err(SendFail::Full))
+    .unwrap_or(Err(SendFail::Full));
+    p.set_tick(tick);
+    result
 }

@@ -70,6 +70,7 @@ use super::RingView;
 use crate::layout::{stamp_busy, stamp_done, stamp_gap, Stamp};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{fence, Ordering};
+use crate::wait::Tick;
 use crate::weaken::{light_fence, ordering, weaken};
 
 /// The `Route` producer's private state.
@@ -80,6 +81,8 @@ pub struct Single {
     next: u64,
     /// Lossless broadcast: the cached gate on the receivers' cursors.
     gate: Gate,
+    /// When the send loops' next liveness check is due, across sends (`wait.rs`).
+    pub(crate) tick: Tick,
 }
 
 impl Single {
@@ -106,6 +109,7 @@ impl Single {
             owner,
             next,
             gate: Gate::new(),
+            tick: Tick::default(),
         }
     }
 
