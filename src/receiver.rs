@@ -25,7 +25,11 @@ use crate::wait::Wait;
 /// * **Lagging** (broadcast [`Overflow::Overwrite`](crate::Overflow::Overwrite) only).
 ///   A receiver that falls a whole ring behind gets [`RecvError::Lagged(n)`](RecvError::Lagged) once,
 ///   with `n` the number of records it missed, and the next receive returns the
-///   oldest record still in the ring (as `tokio::sync::broadcast`). A torn or
+///   oldest record still in the ring (as `tokio::sync::broadcast`). (On a `Channel`,
+///   `n` counts sequence numbers: a claim that a stalled producer lost to the
+///   receivers, and then re-sent under a new number, holds no record, so under heavy
+///   preemption `n` can exceed the records missed by such claims, seen at one or two
+///   per million.) A torn or
 ///   overwritten record is never returned. In lossless modes a live receiver never
 ///   lags: the senders wait for it. The one exception, in every mode, is a *gap* its
 ///   sender published ([`RawSender::publish_gap`](crate::raw::RawSender::publish_gap):
