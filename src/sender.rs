@@ -254,6 +254,16 @@ impl<T: Pod> Sender<T> {
         self.raw.wait_for_receivers(n, timeout)
     }
 
+    /// The futex pair this sender sleeps on while a lossless ring is full, registered
+    /// through its claim or table entry: the async send (`asynk/`) parks through the
+    /// same protocol as `send` (`wait.rs`).
+    #[cfg(feature = "async")]
+    pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
+        let view = self.segment.view();
+        view.space_parker()
+            .registered(self.producer.parked(&view), crate::layout::PARKED_SPACE)
+    }
+
     /// Sequence number the next record will get on a `Route` (the number of records
     /// published so far); on a `Channel`, the number of sequence numbers claimed by
     /// all its producers so far.
