@@ -82,7 +82,7 @@ mod waiter {
     use super::park::{ParkState, Step};
     use super::waker_thread::{self, Slot};
     use crate::barrier::DEGRADED_TICK;
-    use crate::sync::spin_hint;
+    use crate::sync::{spin_hint, Ordering};
     use crate::wait::{Parker, IDLE_TICK};
 
     /// How many spins between two reads of the clock while spending a spin budget.
@@ -98,6 +98,8 @@ mod waiter {
         since: Option<Instant>,
         /// Opt-in spin before the first sleep; spent once.
         spin: Duration,
+        /// The word, value and nap of the last sleep armed after a fence.
+        last: Option<(usize, u32, Duration)>,
     }
 
     impl Waiter {
@@ -135,6 +137,18 @@ mod waiter {
             {
                 return Poll::Pending;
             }
+            // Woken without the word moving (the idle tick, or another branch of a
+            // `select!`): still registered since the fence that followed the load of
+            // `expected`, so every progress since moves the word off it (`park.rs`),
+            // and the same sleep can be armed again without a new fence.
+            if let (true, Some((word, expected, nap))) = (self.park.is_registered(), self.last) {
+                // `Relaxed`: only compared; a stale value costs a spurious wake.
+                if parker(x).seq.load(Ordering::Relaxed) == expected {
+                    let deadline = Instant::now() + nap;
+                    waker_thread::arm(&mut self.slot, word, expected, deadline, cx.waker());
+                    return Poll::Pending;
+                }
+            }
             if !self.spin.is_zero() {
                 let budget = std::mem::take(&mut self.spin);
                 if let Some(r) = spin(x, budget, &mut attempt) {
@@ -153,6 +167,7 @@ mod waiter {
                     // A waiter whose fence may not cover light notifiers sleeps briefly
                     // (`barrier.rs`, "degraded"); every sleep ends at the idle tick.
                     let nap = if covered { IDLE_TICK } else { DEGRADED_TICK };
+                    self.last = Some((word, expected, nap));
                     waker_thread::arm(&mut self.slot, word, expected, now + nap, cx.waker());
                     Poll::Pending
                 }
@@ -170,6 +185,7 @@ mod waiter {
                 waker_thread::cancel(slot, false);
             }
             self.since = None;
+            self.last = None;
             r
         }
 
@@ -184,6 +200,7 @@ mod waiter {
                 waker_thread::cancel(slot, true);
             }
             self.since = None;
+            self.last = None;
         }
     }
 

@@ -84,8 +84,6 @@ enum Mode {
 struct Registry {
     mode: Mode,
     inner: Mutex<Inner>,
-    /// Fallback threads without armed entries wait here.
-    idle: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +122,8 @@ struct ThreadInfo {
     control: Arc<AtomicU32>,
     /// Fallback threads: the word the thread waits on.
     word: Option<usize>,
+    /// Fallback threads: where the thread waits while it has no armed entry.
+    idle: Arc<Condvar>,
     /// Entries it serves (armed or not).
     entries: usize,
 }
@@ -183,7 +183,6 @@ fn registry() -> &'static Registry {
     let ours: &'static Registry = Box::leak(Box::new(Registry {
         mode,
         inner: Mutex::new(Inner::default()),
-        idle: Condvar::new(),
     }));
     let ours_addr = (ours as *const Registry).expose_provenance() as u64;
     // `AcqRel`/`Acquire`: publishes our registry, or sees the one that won.
@@ -263,27 +262,23 @@ pub(crate) fn arm(
         none => *none = Some(waker.clone()),
     }
     let thread = entry.thread;
+    let Some(info) = inner.threads.iter().find(|t| t.id == thread) else {
+        return;
+    };
     match registry.mode {
         Mode::Waitv => {
-            let control = inner
-                .threads
-                .iter()
-                .find(|t| t.id == thread)
-                .map(|t| Arc::clone(&t.control));
+            let control = Arc::clone(&info.control);
             // `Relaxed`: the thread reads it under the lock we hold, together with the
             // entries; a bump after its read makes its wait return (`EAGAIN`, or the
             // wake below).
-            if let Some(c) = &control {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+            control.fetch_add(1, Ordering::Relaxed);
             drop(inner);
-            if let Some(c) = &control {
-                futex::wake_private(c);
-            }
+            futex::wake_private(&control);
         }
         Mode::Fallback => {
+            let idle = Arc::clone(&info.idle);
             drop(inner);
-            registry.idle.notify_all();
+            idle.notify_one();
         }
     }
 }
@@ -366,18 +361,21 @@ fn thread_for(registry: &'static Registry, inner: &mut Inner, word: usize) -> u6
     let id = inner.next_id;
     inner.next_id += 1;
     let control = Arc::new(AtomicU32::new(0));
-    let (mode, thread_control) = (registry.mode, Arc::clone(&control));
+    let idle = Arc::new(Condvar::new());
+    let (mode, thread_control, thread_idle) =
+        (registry.mode, Arc::clone(&control), Arc::clone(&idle));
     std::thread::Builder::new()
         .name("shmchan-waker".into())
         .spawn(move || match mode {
             Mode::Waitv => run_waitv(registry, id, &thread_control),
-            Mode::Fallback => run_word(registry, id, word),
+            Mode::Fallback => run_word(registry, id, word, &thread_idle),
         })
         .expect("failed to start the shmchan-waker thread");
     inner.threads.push(ThreadInfo {
         id,
         control,
         word: (registry.mode == Mode::Fallback).then_some(word),
+        idle,
         entries: 1,
     });
     id
@@ -475,7 +473,7 @@ enum Plan {
 }
 
 /// A fallback thread: plain `FUTEX_WAIT` on one word.
-fn run_word(registry: &'static Registry, me: u64, word: usize) {
+fn run_word(registry: &'static Registry, me: u64, word: usize, idle: &Condvar) {
     let mut wake: Vec<Waker> = Vec::new();
     loop {
         let plan = {
@@ -509,8 +507,7 @@ fn run_word(registry: &'static Registry, me: u64, word: usize) {
                 let inner = lock(registry);
                 let has_armed =
                     |inner: &mut Inner| inner.entries.iter().any(|e| e.thread == me && e.waker.is_some());
-                let (mut inner, timeout) = registry
-                    .idle
+                let (mut inner, timeout) = idle
                     .wait_timeout_while(inner, LINGER, |inner| !has_armed(inner))
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if timeout.timed_out() && !inner.entries.iter().any(|e| e.thread == me) {
