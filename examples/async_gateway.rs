@@ -149,7 +149,14 @@ fn strategy(o: &Options, id: u32) -> Result<(), Box<dyn std::error::Error>> {
 fn spawn(o: &Options, id: u32) -> Result<Child, Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?;
     Ok(Command::new(exe)
-        .args(["--tag", &o.tag, "--role", "strategy", "--id", &id.to_string()])
+        .args([
+            "--tag",
+            &o.tag,
+            "--role",
+            "strategy",
+            "--id",
+            &id.to_string(),
+        ])
         .args(["--strategies", &o.strategies.to_string()])
         .args(["--orders", &o.orders.to_string()])
         .stdout(Stdio::inherit())

@@ -88,7 +88,11 @@ fn dropped_futures_leave_no_registration() {
         assert!(poll_once(f.as_mut()).is_pending());
         assert_eq!(data_waiters(&name), 1);
     }
-    assert_eq!(data_waiters(&name), 0, "dropped receives left registrations");
+    assert_eq!(
+        data_waiters(&name),
+        0,
+        "dropped receives left registrations"
+    );
     assert_eq!(async_entries(), 0, "dropped receives left registry entries");
     // Fill the ring, then drop pending sends.
     while tx.try_send(Rec::new(0)).is_ok() {}
@@ -167,7 +171,10 @@ fn two_hundred_receivers_start_a_second_waker_thread() {
     }
     let threads = waker_threads();
     if shmchan::uses_futex_waitv() {
-        assert!(threads >= 2, "{N} waiters on {threads} futex_waitv thread(s)");
+        assert!(
+            threads >= 2,
+            "{N} waiters on {threads} futex_waitv thread(s)"
+        );
     } else {
         assert!(threads >= N, "{N} words on {threads} fallback thread(s)");
     }

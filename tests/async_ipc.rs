@@ -61,8 +61,16 @@ impl Config {
         format!(
             "{}-{}-{}",
             if self.channel { "channel" } else { "route" },
-            if self.mode == Mode::Unicast { "unicast" } else { "broadcast" },
-            if self.overflow == Overflow::Block { "block" } else { "overwrite" },
+            if self.mode == Mode::Unicast {
+                "unicast"
+            } else {
+                "broadcast"
+            },
+            if self.overflow == Overflow::Block {
+                "block"
+            } else {
+                "overwrite"
+            },
         )
     }
 
@@ -170,7 +178,7 @@ fn child() {
                 assert!(std::time::Instant::now() < deadline, "no GO");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut rng = common::Rng(p * 7919 + count | 1);
+            let mut rng = common::Rng((p * 7919 + count) | 1);
             let mut i = 0;
             while i < count {
                 let burst = 1 + rng.below(200);
@@ -529,7 +537,10 @@ fn select_against_a_timer_loses_and_duplicates_nothing() {
             (got, rounds, timer_wins)
         });
         peers.expect_success();
-        eprintln!("{}: {rounds} rounds, the timer won {timer_wins}", config.encode());
+        eprintln!(
+            "{}: {rounds} rounds, the timer won {timer_wins}",
+            config.encode()
+        );
         assert!(rounds >= count);
         assert!(timer_wins > 0, "no receive was cancelled");
         if config.mode == Mode::Unicast {
@@ -551,7 +562,11 @@ fn stream_yields_every_record_then_ends() {
     let count = records();
     let name = unique_name("async-stream");
     let _cleanup = Cleanup(name.clone());
-    let stream = config.builder(&name).receiver().expect("receiver").into_stream();
+    let stream = config
+        .builder(&name)
+        .receiver()
+        .expect("receiver")
+        .into_stream();
     let mut peers = producers(config, &name, count, 1);
     let got = Exec::TokioMulti.run(async move {
         let mut stream = stream;
@@ -580,7 +595,12 @@ fn fallback_runs_the_same_suite() {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = std::process::Command::new(exe)
-        .args(["--skip", "fallback_runs_the_same_suite", "--skip", "a_million"])
+        .args([
+            "--skip",
+            "fallback_runs_the_same_suite",
+            "--skip",
+            "a_million",
+        ])
         .args(["--test-threads", "1"])
         .env(NO_WAITV, "1")
         .spawn()

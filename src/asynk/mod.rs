@@ -43,10 +43,10 @@ mod send;
 #[cfg(not(loom))]
 mod waker_thread;
 
-#[cfg(not(loom))]
-pub use recv::{RecvFuture, RecvManyFuture};
 #[cfg(all(not(loom), feature = "stream"))]
 pub use recv::RecvStream;
+#[cfg(not(loom))]
+pub use recv::{RecvFuture, RecvManyFuture};
 #[cfg(not(loom))]
 pub use send::SendFuture;
 

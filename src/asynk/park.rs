@@ -109,11 +109,7 @@ impl ParkState {
 
     /// Unregisters, if registered: after a poll that found what it wanted, and when
     /// the waiting future is dropped.
-    pub fn finish<X: ?Sized>(
-        &mut self,
-        x: &X,
-        parker: &impl for<'a> Fn(&'a X) -> Parker<'a>,
-    ) {
+    pub fn finish<X: ?Sized>(&mut self, x: &X, parker: &impl for<'a> Fn(&'a X) -> Parker<'a>) {
         if std::mem::take(&mut self.registered) {
             parker(x).unregister();
         }

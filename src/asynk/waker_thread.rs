@@ -505,8 +505,12 @@ fn run_word(registry: &'static Registry, me: u64, word: usize, idle: &Condvar) {
         match plan {
             Plan::Idle => {
                 let inner = lock(registry);
-                let has_armed =
-                    |inner: &mut Inner| inner.entries.iter().any(|e| e.thread == me && e.waker.is_some());
+                let has_armed = |inner: &mut Inner| {
+                    inner
+                        .entries
+                        .iter()
+                        .any(|e| e.thread == me && e.waker.is_some())
+                };
                 let (mut inner, timeout) = idle
                     .wait_timeout_while(inner, LINGER, |inner| !has_armed(inner))
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -525,7 +529,9 @@ fn run_word(registry: &'static Registry, me: u64, word: usize, idle: &Condvar) {
                 match futex::wait_one(word, v, Some(left)) {
                     Woke::TimedOut | Woke::Interrupted => {}
                     Woke::Moved => fire_where(registry, me, |e| e.expected == v, &mut wake),
-                    Woke::Index(_) | Woke::Failed(_) => fire_where(registry, me, |_| true, &mut wake),
+                    Woke::Index(_) | Woke::Failed(_) => {
+                        fire_where(registry, me, |_| true, &mut wake)
+                    }
                 }
             }
         }
