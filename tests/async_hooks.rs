@@ -217,6 +217,58 @@ fn idle_receiver_uses_no_cpu() {
     );
 }
 
+/// A child forked after this process started its waker threads has none of them: its
+/// first async wait creates a registry and threads of its own, and is woken.
+fn a_forked_child_gets_its_own_waker_thread() {
+    // This process has a waker thread by now (the earlier steps).
+    assert!(waker_threads() >= 1);
+    let name = unique_name("hooks-fork");
+    let _cleanup = Cleanup(name.clone());
+    // SAFETY: the child only opens a segment, starts a thread, runs a future to
+    // completion and leaves with `_exit`; the library re-creates its waker registry in
+    // the child (its fork handler), which is what this checks.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(|| {
+            let mut rx = builder(&name).receiver().expect("receiver");
+            let mut tx = builder(&name).sender().expect("sender");
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                tx.send(Rec::new(5)).expect("send");
+            });
+            let got = pollster::block_on(rx.recv_async()).expect("a record");
+            sender.join().expect("sender");
+            got.seq == 5 && waker_threads() >= 1
+        })
+        .unwrap_or(false);
+        // SAFETY: leaves the child at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's async receive failed (status {status})"
+    );
+}
+
 #[test]
 fn counters_of_one_process() {
     if let Some(forced) = std::env::var_os(NO_WAITV) {
@@ -229,6 +281,7 @@ fn counters_of_one_process() {
     dropped_futures_leave_no_registration();
     no_wake_call_when_nobody_is_parked();
     two_hundred_receivers_start_a_second_waker_thread();
+    a_forked_child_gets_its_own_waker_thread();
 }
 
 /// The same steps with the waker threads forced onto the `FUTEX_WAIT` fallback.

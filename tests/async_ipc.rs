@@ -551,6 +551,53 @@ fn select_against_a_timer_loses_and_duplicates_nothing() {
     }
 }
 
+/// `select!` of `send_async` against a timer, 100k times, lossless modes: a dropped
+/// send has published nothing (the record is sent again), so the receiver in another
+/// process gets every record exactly once, in order.
+#[test]
+fn select_send_against_a_timer_never_half_publishes() {
+    if role().is_some() {
+        return;
+    }
+    check_mode();
+    for config in [Config::ALL[0], Config::ALL[2]] {
+        let count = 100_000u64;
+        let name = unique_name("async-select-send");
+        let _cleanup = Cleanup(name.clone());
+        let builder = config.builder(&name);
+        let mut peer = spawn(
+            ENTRY,
+            "in-order",
+            &[
+                ("NAME", name.clone()),
+                ("CONFIG", config.encode()),
+                ("COUNT", count.to_string()),
+            ],
+        );
+        peer.expect_line("READY", SHORT);
+        let tx = builder.sender().expect("sender");
+        tx.wait_for_receivers(1, SHORT).expect("receiver");
+        let cancelled = Exec::TokioCurrent.run(async move {
+            let mut tx = tx;
+            let (mut i, mut cancelled) = (0u64, 0u64);
+            while i < count {
+                tokio::select! {
+                    r = tx.send_async(Rec::new(seq_of(0, i))) => {
+                        r.expect("send_async");
+                        i += 1;
+                    }
+                    () = tokio::task::yield_now() => cancelled += 1,
+                }
+            }
+            cancelled
+        });
+        let done = peer.expect_line("DONE", LONG);
+        assert_eq!(done, format!("DONE {count}"));
+        peer.expect_success(SHORT);
+        eprintln!("{}: {cancelled} sends cancelled", config.encode());
+    }
+}
+
 /// The `Stream`: every record in order, then the end.
 #[test]
 fn stream_yields_every_record_then_ends() {
