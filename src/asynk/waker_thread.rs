@@ -17,7 +17,10 @@
 //!   the 128th entry starts another thread. Arming an entry bumps its thread's control
 //!   word and wakes it, so the thread rebuilds its list. When the call says which word
 //!   was woken, the entries on that word fire; when it says only that some word moved
-//!   (`EAGAIN`), a zero-timeout `FUTEX_WAIT` on each word tells which.
+//!   (`EAGAIN`), a zero-timeout `FUTEX_WAIT` on each word tells which. After a wake
+//!   the thread goes on watching the word at the next value for an idle tick (a
+//!   *ghost*, [`Ghost`]), so that the next future on it, which usually expects that
+//!   value, is armed without a control wake.
 //! * **Fallback** where the kernel refuses `futex_waitv` (`ENOSYS`, or `EPERM` from a
 //!   seccomp profile): one thread per futex word, in plain `FUTEX_WAIT`, which exits
 //!   after a second without entries. It needs no control word: an entry armed on its
@@ -45,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use super::futex::{self, WaitV, Woke, WAITV_MAX};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::IDLE_TICK;
 
 /// How long a fallback thread with no entries stays before it exits.
 const LINGER: Duration = Duration::from_secs(1);
@@ -124,8 +128,25 @@ struct ThreadInfo {
     word: Option<usize>,
     /// Fallback threads: where the thread waits while it has no armed entry.
     idle: Arc<Condvar>,
+    /// `futex_waitv` threads: words it keeps watching after a wake (see "Ghosts").
+    ghosts: Vec<Ghost>,
+    /// `futex_waitv` threads: the timeout of the call it is in (or about to make).
+    waiting_until: Option<Instant>,
     /// Entries it serves (armed or not).
     entries: usize,
+}
+
+/// A word a `futex_waitv` thread goes on watching after a wake on it, at the value one
+/// bump past the one it woke from: the next future on that word usually expects just
+/// that (a ping-pong's next record), and can then be armed without waking the thread to
+/// rebuild its list. A ghost wakes nobody; it expires after an idle tick.
+#[derive(Debug, Clone, Copy)]
+struct Ghost {
+    word: usize,
+    expected: u32,
+    until: Instant,
+    /// In the thread's current call.
+    listed: bool,
 }
 
 fn lock(registry: &Registry) -> MutexGuard<'_, Inner> {
@@ -266,6 +287,14 @@ pub(crate) fn arm(
         return;
     };
     match registry.mode {
+        // The thread's current call already watches this word at this value, and ends
+        // no later than this entry's deadline: it will fire the entry.
+        Mode::Waitv
+            if info.waiting_until.is_some_and(|t| t <= deadline)
+                && info
+                    .ghosts
+                    .iter()
+                    .any(|g| g.listed && g.word == word && g.expected == expected) => {}
         Mode::Waitv => {
             let control = Arc::clone(&info.control);
             // `Relaxed`: the thread reads it under the lock we hold, together with the
@@ -376,6 +405,8 @@ fn thread_for(registry: &'static Registry, inner: &mut Inner, word: usize) -> u6
         control,
         word: (registry.mode == Mode::Fallback).then_some(word),
         idle,
+        ghosts: Vec::new(),
+        waiting_until: None,
         entries: 1,
     });
     id
@@ -411,28 +442,43 @@ fn fire_where(
 
 /// A `futex_waitv` thread.
 fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
-    // (entry id, word, expected) of the words in the current call, after the control.
-    let mut list: Vec<(u64, usize, u32)> = Vec::new();
+    // (entry id, or `None` for a ghost; word; expected) of the words in the current
+    // call, after the control word.
+    let mut list: Vec<(Option<u64>, usize, u32)> = Vec::new();
     let mut words: Vec<WaitV> = Vec::with_capacity(WAITV_MAX);
     let mut wake: Vec<Waker> = Vec::new();
     loop {
         let (c, deadline) = {
-            let mut inner = lock(registry);
-            fire_expired(&mut inner, me, Instant::now(), &mut wake);
+            let mut guard = lock(registry);
+            let inner = &mut *guard;
+            let now = Instant::now();
+            fire_expired(inner, me, now, &mut wake);
             list.clear();
             list.extend(
                 inner
                     .entries
                     .iter()
                     .filter(|e| e.thread == me && e.waker.is_some())
-                    .map(|e| (e.id, e.word, e.expected)),
+                    .map(|e| (Some(e.id), e.word, e.expected)),
             );
-            let deadline = inner
+            let mut deadline = inner
                 .entries
                 .iter()
                 .filter(|e| e.thread == me && e.waker.is_some())
                 .map(|e| e.deadline)
                 .min();
+            if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
+                info.ghosts.retain(|g| g.until > now);
+                for g in &mut info.ghosts {
+                    let dup = list.iter().any(|&(_, w, v)| w == g.word && v == g.expected);
+                    g.listed = !dup && list.len() < WAITV_MAX - 1;
+                    if g.listed {
+                        list.push((None, g.word, g.expected));
+                        deadline = Some(deadline.map_or(g.until, |d| d.min(g.until)));
+                    }
+                }
+                info.waiting_until = deadline;
+            }
             // `Relaxed`: read under the lock that `arm` bumps it under.
             (control.load(Ordering::Relaxed), deadline)
         };
@@ -443,8 +489,25 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
         match futex::waitv(&words, deadline) {
             Woke::Index(0) | Woke::TimedOut | Woke::Interrupted => {}
             Woke::Index(i) => {
-                let woken = list.get(i - 1).map(|&(_, w, _)| w);
-                fire_where(registry, me, |e| Some(e.word) == woken, &mut wake);
+                if let Some(&(_, w, v)) = list.get(i - 1) {
+                    let mut inner = lock(registry);
+                    wake.extend(
+                        inner
+                            .entries
+                            .iter_mut()
+                            .filter(|e| e.thread == me && e.word == w)
+                            .filter_map(Entry::fire),
+                    );
+                    if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
+                        info.ghosts.retain(|g| g.word != w);
+                        info.ghosts.push(Ghost {
+                            word: w,
+                            expected: v.wrapping_add(1),
+                            until: Instant::now() + IDLE_TICK,
+                            listed: false,
+                        });
+                    }
+                }
             }
             Woke::Moved | Woke::Failed(_) => {
                 if control.load(Ordering::Relaxed) != c {
@@ -453,8 +516,27 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
                 }
                 // Which word moved (or is gone)? Ask the kernel about each.
                 for &(id, w, v) in &list {
-                    if futex::wait_one(w, v, Some(Duration::ZERO)) != Woke::TimedOut {
-                        fire_where(registry, me, |e| e.id == id && e.expected == v, &mut wake);
+                    if futex::wait_one(w, v, Some(Duration::ZERO)) == Woke::TimedOut {
+                        continue;
+                    }
+                    let mut inner = lock(registry);
+                    // Entries armed on a listed ghost's value are fired with it.
+                    wake.extend(
+                        inner
+                            .entries
+                            .iter_mut()
+                            .filter(|e| {
+                                e.thread == me
+                                    && e.word == w
+                                    && e.expected == v
+                                    && id.is_none_or(|id| e.id == id)
+                            })
+                            .filter_map(Entry::fire),
+                    );
+                    if id.is_none() {
+                        if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
+                            info.ghosts.retain(|g| g.word != w || g.expected != v);
+                        }
                     }
                 }
             }
