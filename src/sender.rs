@@ -254,14 +254,11 @@ impl<T: Pod> Sender<T> {
         self.raw.wait_for_receivers(n, timeout)
     }
 
-    /// The futex pair this sender sleeps on while a lossless ring is full, registered
-    /// through its claim or table entry: the async send (`asynk/`) parks through the
-    /// same protocol as `send` (`wait.rs`).
+    /// The futex pair this sender sleeps on while a lossless ring is full (async send,
+    /// `asynk/`; see [`RawSender::space_parker`]).
     #[cfg(feature = "async")]
     pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
-        let view = self.segment.view();
-        view.space_parker()
-            .registered(self.producer.parked(&view), crate::layout::PARKED_SPACE)
+        self.raw.space_parker()
     }
 
     /// Sequence number the next record will get on a `Route` (the number of records
