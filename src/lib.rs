@@ -58,6 +58,10 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(loom)]
+pub mod asynk;
+#[cfg(all(feature = "async", not(loom)))]
+mod asynk;
 mod barrier;
 #[cfg(not(loom))]
 mod builder;
@@ -108,3 +112,24 @@ pub use receiver::{Iter, Receiver, RecvRef, TryIter};
 #[cfg(not(loom))]
 pub use sender::{Loan, Sender};
 pub use wait::{Wait, ADAPTIVE_SPIN};
+
+#[cfg(all(feature = "stream", not(loom)))]
+pub use asynk::RecvStream;
+#[cfg(all(feature = "async", not(loom)))]
+pub use asynk::{uses_futex_waitv, RecvFuture, RecvManyFuture, SendFuture};
+
+/// Test-only counters (the `test-hooks` feature; not part of the API).
+#[cfg(all(feature = "test-hooks", not(loom)))]
+#[doc(hidden)]
+pub mod test_hooks {
+    /// Futex wake calls this process has made.
+    pub fn wake_calls() -> u64 {
+        crate::wait::wake_calls()
+    }
+
+    /// Registry entries of this process's async waiters.
+    #[cfg(feature = "async")]
+    pub fn async_entries() -> usize {
+        crate::asynk::registered_entries()
+    }
+}

@@ -302,6 +302,19 @@ impl<T: Pod> Receiver<T> {
         self.raw.lagged_total()
     }
 
+    /// The futex pair this receiver sleeps on while the ring is empty (async receive,
+    /// `asynk/`; see [`RawReceiver::data_parker`]).
+    #[cfg(feature = "async")]
+    pub(crate) fn data_parker(&self) -> crate::wait::Parker<'_> {
+        self.raw.data_parker()
+    }
+
+    /// See [`RawReceiver::check_liveness_next`].
+    #[cfg(feature = "async")]
+    pub(crate) fn check_liveness_next(&mut self) {
+        self.raw.check_liveness_next();
+    }
+
     /// Broadcast: sequence number of the next record this receiver will read.
     /// Unicast: of the next record any receiver will take.
     pub fn next_seq(&self) -> u64 {

@@ -254,6 +254,13 @@ impl<T: Pod> Sender<T> {
         self.raw.wait_for_receivers(n, timeout)
     }
 
+    /// The futex pair this sender sleeps on while a lossless ring is full (async send,
+    /// `asynk/`; see [`RawSender::space_parker`]).
+    #[cfg(feature = "async")]
+    pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
+        self.raw.space_parker()
+    }
+
     /// Sequence number the next record will get on a `Route` (the number of records
     /// published so far); on a `Channel`, the number of sequence numbers claimed by
     /// all its producers so far.

@@ -162,7 +162,7 @@ impl<'a> Parker<'a> {
     /// Registers as a sleeper: the count first, then the entry's tag (a process killed
     /// between the two leaves the count one too high, never too low: a wake too many,
     /// never one missed).
-    fn register(&self) {
+    pub(crate) fn register(&self) {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         if let Some((parked, tag)) = self.mine {
             // `Relaxed`: read back only by this process or, after it died, by the
@@ -173,7 +173,7 @@ impl<'a> Parker<'a> {
 
     /// Unregisters, unless a peer that judged this process dead already did it for us
     /// (it cleared the word, which may since hold the next owner's registration).
-    fn unregister(&self) {
+    pub(crate) fn unregister(&self) {
         let ours = self.mine.is_none_or(|(parked, value)| {
             parked
                 .compare_exchange(value, 0, Ordering::Relaxed, Ordering::Relaxed)
@@ -300,11 +300,30 @@ fn wait_loop<R>(
     }
 }
 
+/// The modelled futex wait (loom only), for the models of the async waiter: in
+/// production its process's waker thread makes this wait on its behalf (`asynk/`).
+/// Sleeps while `*word == expected` until a wake on `word`.
+#[cfg(loom)]
+pub fn futex_wait_model(word: &AtomicU32, expected: u32) {
+    futex::wait(word, expected, Duration::MAX);
+}
+
+/// How many futex wake calls this process has made (test builds only: the async tests
+/// check that a producer makes none while nobody is parked).
+#[cfg(all(feature = "test-hooks", not(loom)))]
+pub(crate) fn wake_calls() -> u64 {
+    futex::WAKE_CALLS.load(Ordering::Relaxed)
+}
+
 #[cfg(not(loom))]
 mod futex {
     use std::time::Duration;
 
     use crate::sync::AtomicU32;
+
+    /// Futex wake calls made by this process (test builds only).
+    #[cfg(feature = "test-hooks")]
+    pub(super) static WAKE_CALLS: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
 
     /// Sleeps while `*word == expected`, at most `timeout`. Spurious returns are fine:
     /// every caller re-checks its condition.
@@ -332,6 +351,9 @@ mod futex {
     /// Wakes every process sleeping on `word`. Returns how many it woke (an error
     /// counts as one: never mistaken for "nobody there").
     pub(super) fn wake_all(word: &AtomicU32) -> u32 {
+        // `Relaxed`: a statistic read by tests after the fact.
+        #[cfg(feature = "test-hooks")]
+        WAKE_CALLS.fetch_add(1, crate::sync::Ordering::Relaxed);
         // SAFETY: `word` is a valid, aligned `u32`; FUTEX_WAKE does not access memory
         // through the other arguments.
         let woken = unsafe {

@@ -2,7 +2,8 @@
 //! `send` + `try_recv` per overflow mode and wait strategy, `loan()` against `send`,
 //! and the producer's cost per record against the number of attached receivers in
 //! `Overflow::Overwrite` mode (which should not grow: one ring, one cursor per
-//! receiver, receivers never touched by the producer).
+//! receiver, receivers never touched by the producer), and a ready record through
+//! `try_recv` against `recv_async`.
 //!
 //! Cross-process figures come from the `shm-bench` binary; these isolate the
 //! instruction path.
@@ -146,6 +147,61 @@ fn producer_vs_receivers(c: &mut Criterion) {
     g.finish();
 }
 
+/// A busy stream, records always ready: a batch of 256 sent, then received with
+/// `try_recv`, with `recv_async` polled once by hand (the future's cost alone), and
+/// with `recv_async` on a tokio current_thread runtime (`block_on` per record).
+fn try_recv_vs_recv_async(c: &mut Criterion) {
+    const BATCH: u64 = 256;
+    let mut g = c.benchmark_group("ready_try_recv_vs_recv_async");
+    let n = name("ready-async");
+    let mut rx = builder(&n, Overflow::Block, Wait::Block)
+        .receiver()
+        .expect("open receiver");
+    let mut tx = builder(&n, Overflow::Block, Wait::Block)
+        .sender()
+        .expect("open sender");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for how in ["try_recv", "recv_async_poll", "recv_async_tokio"] {
+        g.bench_function(how, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let k = left.min(BATCH);
+                    for i in 0..k {
+                        tx.send(rec(i)).expect("send");
+                    }
+                    let start = Instant::now();
+                    for _ in 0..k {
+                        let r = match how {
+                            "try_recv" => rx.try_recv().expect("ready"),
+                            "recv_async_poll" => {
+                                let mut f = std::pin::pin!(rx.recv_async());
+                                match std::future::Future::poll(f.as_mut(), &mut cx) {
+                                    std::task::Poll::Ready(r) => r.expect("ready"),
+                                    std::task::Poll::Pending => panic!("not ready"),
+                                }
+                            }
+                            _ => rt.block_on(rx.recv_async()).expect("ready"),
+                        };
+                        black_box(r);
+                    }
+                    spent += start.elapsed();
+                    left -= k;
+                }
+                spent
+            })
+        });
+    }
+    drop((tx, rx));
+    let _ = Route::<Rec64>::remove(&n);
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -156,6 +212,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = send_try_recv, loan_vs_send, producer_vs_receivers
+    targets = send_try_recv, loan_vs_send, producer_vs_receivers, try_recv_vs_recv_async
 }
 criterion_main!(benches);

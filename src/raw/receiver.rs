@@ -95,6 +95,27 @@ impl RawReceiver {
         })
     }
 
+    /// The futex pair this receiver sleeps on while the ring is empty, registered
+    /// through its table entry: the async receive (`asynk/`) parks through the same
+    /// protocol as `recv` (`wait.rs`).
+    #[cfg(feature = "async")]
+    pub(crate) fn data_parker(&self) -> crate::wait::Parker<'_> {
+        let view = self.segment.view();
+        let reader = self
+            .reader
+            .as_ref()
+            .expect("the reader is present until drop");
+        view.data_parker()
+            .registered(reader.parked(view), crate::layout::PARKED_DATA)
+    }
+
+    /// Makes the next empty `try_recv` or `try_recv_many` run the liveness checks of a
+    /// blocking receive's idle tick (the async receive asks for them once a tick).
+    #[cfg(feature = "async")]
+    pub(crate) fn check_liveness_next(&mut self) {
+        self.empty_polls = EMPTY_POLLS_PER_LIVENESS_CHECK - 1;
+    }
+
     /// The layout of this segment's records.
     pub fn layout(&self) -> &RecordLayout {
         &self.layout

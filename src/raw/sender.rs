@@ -100,6 +100,16 @@ impl RawSender {
         })
     }
 
+    /// The futex pair this sender sleeps on while a lossless ring is full, registered
+    /// through its claim or table entry: the async send (`asynk/`) parks through the
+    /// same protocol as `send` (`wait.rs`).
+    #[cfg(feature = "async")]
+    pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
+        let view = self.segment.view();
+        view.space_parker()
+            .registered(self.producer.parked(view), crate::layout::PARKED_SPACE)
+    }
+
     /// The layout of this segment's records.
     pub fn layout(&self) -> &RecordLayout {
         &self.layout

@@ -22,6 +22,7 @@ pub mod os;
 #[cfg(feature = "peers")]
 pub mod ringfire;
 pub mod shmchan;
+pub mod shmchan_async;
 
 /// Both ends of a ping-pong side: its sender and its receiver.
 pub type Duplex<P> = (Box<dyn Tx<P>>, Box<dyn Rx<P>>);
@@ -122,6 +123,13 @@ pub enum Transport {
         /// Receive in place with `recv_ref` (lossless deliveries only), copying the
         /// record out of the slot once, as the iceoryx2 transport does with its sample.
         by_ref: bool,
+    },
+    /// shmchan `Route<T>` received with `recv_async` (and, in ping-pong, sent with
+    /// `send_async`) on a tokio current_thread runtime; broadcast, one segment per
+    /// direction for ping-pong; a stream's producer sends with `send` (`Wait::Block`).
+    ShmchanTokio {
+        /// `Overflow::Block` (else `Overflow::Overwrite`).
+        lossless: bool,
     },
     /// Unix domain stream socket, blocking.
     Uds,
@@ -260,6 +268,11 @@ pub const ALL: &[(&str, Transport)] = &[
         "shmchan-channel-unicast-spin-batch16",
         scb(C, UNICAST, Spin, 16),
     ),
+    ("shmchan-async-tokio", ShmchanTokio { lossless: false }),
+    (
+        "shmchan-async-tokio-lossless",
+        ShmchanTokio { lossless: true },
+    ),
     ("uds", Uds),
     ("pipe", Pipe),
     ("iceoryx2-spin", Iceoryx2Spin),
@@ -317,7 +330,13 @@ impl Transport {
     pub fn blocking(self) -> bool {
         matches!(
             self,
-            FloorBlock | Uds | Pipe | Iceoryx2Event | Ringfire(Block) | Shmchan { wait: Block, .. }
+            FloorBlock
+                | Uds
+                | Pipe
+                | Iceoryx2Event
+                | Ringfire(Block)
+                | Shmchan { wait: Block, .. }
+                | ShmchanTokio { .. }
         )
     }
 
@@ -395,6 +414,11 @@ impl Transport {
                 } else {
                     String::new()
                 }
+            ),
+            ShmchanTokio { lossless } => format!(
+                "Route<T>, broadcast Overflow::{}, recv_async (and send_async in ping-pong) \
+                 on a tokio current_thread runtime",
+                if lossless { "Block" } else { "Overwrite" },
             ),
             Uds => "Unix domain stream socket, blocking".into(),
             Pipe => "named pipe (FIFO), blocking".into(),
@@ -533,7 +557,7 @@ pub fn prepare(
 
 /// Removes named resources outside the run directory (the caller removes the directory).
 pub fn cleanup(t: Transport, name: &str) {
-    if let Shmchan { .. } = t {
+    if let Shmchan { .. } | ShmchanTokio { .. } = t {
         shmchan::cleanup(name);
     }
 }
@@ -570,6 +594,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
                 shmchan::Opts::new(family, delivery, wait, loan, 1).by_ref(by_ref),
             )
         }
+        ShmchanTokio { lossless } => shmchan_async::duplex::<P>(ctx, side, lossless),
         Uds => os::uds_duplex::<P>(ctx, side),
         Pipe => os::pipe_duplex::<P>(ctx, side),
         #[cfg(feature = "peers")]
@@ -586,6 +611,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
 fn lossless_stream(t: Transport, bench: Bench) -> bool {
     match t {
         Shmchan { delivery, .. } => delivery != Delivery::Overwrite,
+        ShmchanTokio { lossless } => lossless,
         _ => bench == Bench::Throughput,
     }
 }
@@ -630,6 +656,7 @@ pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>
             ctx,
             shmchan::Opts::new(family, delivery, wait, loan, t.batch()),
         ),
+        ShmchanTokio { lossless } => shmchan_async::producer::<P>(ctx, lossless),
         Uds => os::uds_producer::<P>(ctx),
         Pipe => os::pipe_producer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -662,6 +689,7 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             ctx,
             shmchan::Opts::new(family, delivery, wait, false, t.batch()).by_ref(by_ref),
         ),
+        ShmchanTokio { lossless } => shmchan_async::consumer::<P>(ctx, lossless),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
         #[cfg(feature = "peers")]

@@ -111,7 +111,7 @@ struct BatchRx<P: Payload> {
     len: usize,
 }
 
-fn lagged(lossless: bool, n: u64) -> Result<Got> {
+pub(super) fn lagged(lossless: bool, n: u64) -> Result<Got> {
     if lossless {
         Err(anyhow!("lossless shmchan receiver lagged by {n} records"))
     } else {
@@ -252,7 +252,7 @@ fn boxed_rx<P: Payload>(rx: Receiver<P>, o: Opts) -> Box<dyn Rx<P>> {
 
 /// Both ends of a segment must ask for the same options (the library checks it).
 /// A `Channel` keeps the default producer table (`DEFAULT_MAX_PRODUCERS`).
-fn builder<P: Payload>(ctx: &Ctx, suffix: &str, o: Opts) -> shmchan::Builder<P> {
+pub(super) fn builder<P: Payload>(ctx: &Ctx, suffix: &str, o: Opts) -> shmchan::Builder<P> {
     let name = seg_name(&ctx.name, suffix);
     let b = match o.family {
         Family::Route => Route::<P>::builder(&name),
@@ -272,7 +272,11 @@ fn builder<P: Payload>(ctx: &Ctx, suffix: &str, o: Opts) -> shmchan::Builder<P> 
         .open_timeout(ctx.timeout)
 }
 
-fn wait_receivers<P: Payload>(tx: &Sender<P>, n: usize, timeout: Duration) -> Result<()> {
+pub(super) fn wait_receivers<P: Payload>(
+    tx: &Sender<P>,
+    n: usize,
+    timeout: Duration,
+) -> Result<()> {
     tx.wait_for_receivers(n, timeout)
         .map(|_| ())
         .context("waiting for shmchan receivers")
