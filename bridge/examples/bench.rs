@@ -54,14 +54,20 @@ fn bridge(from: &std::path::Path, to: &std::path::Path, name: &str) -> (Exporter
     let mut e = ExportConfig::new(
         SegmentRef::at(name, from.join(name)),
         &key,
-        Network { listen: vec![format!("tcp/127.0.0.1:{port}")], ..Network::default() },
+        Network {
+            listen: vec![format!("tcp/127.0.0.1:{port}")],
+            ..Network::default()
+        },
     );
     e.lossless = true;
     let exporter = Exporter::start(e).expect("exporter");
     let i = ImportConfig::new(
         SegmentRef::at(name, to.join(name)),
         &key,
-        Network { connect: vec![format!("tcp/127.0.0.1:{port}")], ..Network::default() },
+        Network {
+            connect: vec![format!("tcp/127.0.0.1:{port}")],
+            ..Network::default()
+        },
     );
     (exporter, Importer::start(i).expect("importer"))
 }
@@ -94,7 +100,11 @@ fn ping_pong(ping: &mut Sender<Rec>, pong: &mut Receiver<Rec>, rounds: u64) -> H
     h
 }
 
-fn echo(mut rx: Receiver<Rec>, mut tx: Sender<Rec>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+fn echo(
+    mut rx: Receiver<Rec>,
+    mut tx: Sender<Rec>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             if let Ok(r) = rx.recv_timeout(Duration::from_millis(50)) {
@@ -142,7 +152,10 @@ fn report(what: &str, h: &Histogram<u64>) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
-    let records: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
+    let records: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000_000);
     let a = tempfile::tempdir().expect("tmp");
     let b = tempfile::tempdir().expect("tmp");
     let (a, b) = (a.path(), b.path());
@@ -153,7 +166,10 @@ fn main() {
         let (mut ping, ping_rx) = (tx(a, "lping"), rx(a, "lping"));
         let (pong_tx, mut pong) = (tx(a, "lpong"), rx(a, "lpong"));
         let e = echo(ping_rx, pong_tx, stop.clone());
-        report("local shm ping-pong", &ping_pong(&mut ping, &mut pong, rounds));
+        report(
+            "local shm ping-pong",
+            &ping_pong(&mut ping, &mut pong, rounds),
+        );
         stop.store(true, Ordering::Relaxed);
         drop(ping);
         e.join().expect("echo");
@@ -166,7 +182,10 @@ fn main() {
         let bridges = [bridge(a, b, "ping"), bridge(b, a, "pong")];
         let e = echo(rx(b, "ping"), pong_b, stop.clone());
         let mut pong = rx(a, "pong");
-        report("bridge ping-pong (2 bridges)", &ping_pong(&mut ping, &mut pong, rounds));
+        report(
+            "bridge ping-pong (2 bridges)",
+            &ping_pong(&mut ping, &mut pong, rounds),
+        );
         stop.store(true, Ordering::Relaxed);
         e.join().expect("echo");
         drop(bridges);
@@ -174,7 +193,11 @@ fn main() {
     // Throughput.
     {
         let local = throughput(tx(a, "lthr"), rx(a, "lthr"), records);
-        println!("{:<32} {:>9.2} M records/s (64-byte records)", "local shm throughput", local / 1e6);
+        println!(
+            "{:<32} {:>9.2} M records/s (64-byte records)",
+            "local shm throughput",
+            local / 1e6
+        );
         let src = tx(a, "thr");
         let bridge = bridge(a, b, "thr");
         let far = rx(b, "thr");

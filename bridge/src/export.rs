@@ -77,6 +77,7 @@ pub struct Exporter {
     worker: Option<JoinHandle<Result<(), BridgeError>>>,
     counters: Arc<Counters>,
     epoch: u64,
+    publisher: Arc<zenoh::pubsub::Publisher<'static>>,
     // Dropped after the worker stopped: undeclaring them tells importers.
     token: Option<zenoh::liveliness::LivelinessToken>,
     queryable: Option<zenoh::query::Queryable<()>>,
@@ -121,7 +122,10 @@ fn open_receiver(source: &SegmentRef, info: &SegmentInfo) -> Result<RawReceiver,
             found,
             ..
         }) => match found.parse::<usize>() {
-            Ok(n) => builder.max_producers(n).receiver().map_err(|e| source.error(e)),
+            Ok(n) => builder
+                .max_producers(n)
+                .receiver()
+                .map_err(|e| source.error(e)),
             Err(_) => Err(BridgeError::Segment {
                 name: source.name.clone(),
                 source: OpenError::InvalidOption {
@@ -176,7 +180,9 @@ impl Exporter {
             .declare_publisher(keys.data.clone())
             .congestion_control(CongestionControl::Block)
             .wait()
-            .map_err(|e| BridgeError::zenoh(format!("declaring the publisher on {}", keys.data), e))?;
+            .map_err(|e| {
+                BridgeError::zenoh(format!("declaring the publisher on {}", keys.data), e)
+            })?;
         let json = meta.to_json();
         let queryable = session
             .declare_queryable(keys.meta.clone())
@@ -194,16 +200,21 @@ impl Exporter {
 
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
+        let publisher = Arc::new(publisher);
         let worker = Worker {
             rx,
-            publisher,
+            publisher: publisher.clone(),
             header: Header {
                 record_size: u32::try_from(info.record_size).unwrap_or(u32::MAX),
                 epoch,
                 source_id: meta.source_id,
                 first: 0,
                 count: 0,
-                flags: if info.mode == Mode::Broadcast { FLAG_SOURCE_SEQ } else { 0 },
+                flags: if info.mode == Mode::Broadcast {
+                    FLAG_SOURCE_SEQ
+                } else {
+                    0
+                },
             },
             record_size: info.record_size,
             max_batch: config
@@ -224,6 +235,7 @@ impl Exporter {
             worker: Some(worker),
             counters,
             epoch,
+            publisher,
             token: Some(token),
             queryable: Some(queryable),
             session,
@@ -233,6 +245,26 @@ impl Exporter {
     /// This exporter's incarnation (the frames' epoch).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Waits until at least one importer's subscription has reached this exporter
+    /// (frames published before that reach nobody); `false` after `timeout`.
+    pub fn wait_for_importers(&self, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self
+                .publisher
+                .matching_status()
+                .wait()
+                .is_ok_and(|m| m.matching())
+            {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// What it has done so far.
@@ -283,7 +315,7 @@ impl Drop for Exporter {
 
 struct Worker {
     rx: RawReceiver,
-    publisher: zenoh::pubsub::Publisher<'static>,
+    publisher: Arc<zenoh::pubsub::Publisher<'static>>,
     header: Header,
     record_size: usize,
     max_batch: usize,
@@ -305,7 +337,10 @@ impl Worker {
         // Announce where this epoch starts (a restart's gap shows at once).
         self.publish(seq, &[])?;
         while !self.stop.load(Ordering::Relaxed) {
-            match self.rx.recv_many_into_timeout(&mut buf, Duration::from_millis(50)) {
+            match self
+                .rx
+                .recv_many_into_timeout(&mut buf, Duration::from_millis(50))
+            {
                 Ok(n) => {
                     let records = &buf[..n * self.record_size];
                     self.publish(seq, records)?;

@@ -71,7 +71,9 @@ impl Header {
         if &frame[0..4] != MAGIC {
             return Err("bad magic (not a shmchan-bridge frame, or another version)".into());
         }
-        let u32_at = |at: usize| u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+        };
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&frame[at..at + 8]);
@@ -108,7 +110,14 @@ mod tests {
 
     #[test]
     fn round_trip_and_bad_frames() {
-        let h = Header { record_size: 4, epoch: 7, source_id: 9, first: 100, count: 2, flags: FLAG_SOURCE_SEQ };
+        let h = Header {
+            record_size: 4,
+            epoch: 7,
+            source_id: 9,
+            first: 100,
+            count: 2,
+            flags: FLAG_SOURCE_SEQ,
+        };
         let f = h.encode(&[1, 2, 3, 4, 5, 6, 7, 8]);
         let (d, recs) = Header::decode(&f).unwrap();
         assert_eq!(d, h);
@@ -118,7 +127,12 @@ mod tests {
         let mut bad = f.clone();
         bad[0] = b'X';
         assert!(Header::decode(&bad).is_err());
-        let huge = Header { count: u32::MAX, record_size: u32::MAX, ..h }.encode(&[]);
+        let huge = Header {
+            count: u32::MAX,
+            record_size: u32::MAX,
+            ..h
+        }
+        .encode(&[]);
         assert!(Header::decode(&huge).is_err());
     }
 }

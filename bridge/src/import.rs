@@ -101,7 +101,11 @@ pub struct Importer {
 }
 
 /// Asks `PREFIX/meta` until an exporter answers or `timeout` passes.
-fn fetch_meta(session: &zenoh::Session, keys: &Keys, timeout: Duration) -> Result<Meta, BridgeError> {
+fn fetch_meta(
+    session: &zenoh::Session,
+    keys: &Keys,
+    timeout: Duration,
+) -> Result<Meta, BridgeError> {
     let start = Instant::now();
     loop {
         let left = timeout.saturating_sub(start.elapsed());
@@ -409,7 +413,10 @@ impl Worker {
 
     fn gap(&mut self, missing: u64) -> Result<(), Halt> {
         loop {
-            match self.tx.publish_gap_timeout(missing, Duration::from_millis(100)) {
+            match self
+                .tx
+                .publish_gap_timeout(missing, Duration::from_millis(100))
+            {
                 Ok(()) => break,
                 Err(SendTimeoutError::Timeout(())) if !self.stop.load(Ordering::Relaxed) => {}
                 Err(SendTimeoutError::Timeout(())) => return Err(Halt::Stop),
@@ -436,7 +443,9 @@ impl Worker {
                 }
                 Err(_) => return Err(self.lost()),
             };
-            self.counters.records.fetch_add(sent as u64, Ordering::Relaxed);
+            self.counters
+                .records
+                .fetch_add(sent as u64, Ordering::Relaxed);
             records = &records[sent * self.record_size..];
         }
         Ok(())

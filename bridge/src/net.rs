@@ -64,9 +64,16 @@ impl Network {
         let ms = self.connect_timeout.as_millis().clamp(1, i64::MAX as u128);
         set(&mut config, "connect/timeout_ms", ms.to_string())?;
         set(&mut config, "connect/exit_on_failure", "true".into())?;
-        set(&mut config, "connect/retry/period_init_ms", "200".into())?;
-        set(&mut config, "connect/retry/period_max_ms", "1000".into())?;
-        set(&mut config, "scouting/multicast/enabled", self.scouting.to_string())?;
+        set(
+            &mut config,
+            "connect/retry",
+            "{period_init_ms: 200, period_max_ms: 1000, period_increase_factor: 2}".into(),
+        )?;
+        set(
+            &mut config,
+            "scouting/multicast/enabled",
+            self.scouting.to_string(),
+        )?;
         Ok(config)
     }
 
