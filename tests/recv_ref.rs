@@ -1,6 +1,7 @@
 //! `Receiver::recv_ref`: records read in place in lossless modes (the slot is held
 //! while the guard lives), a copy in Overwrite mode, and a process killed while holding
 //! a record: evicted (broadcast) or its record delivered to another receiver (unicast).
+//! Large records (1 KiB, 64 KiB) from another process, every word checked.
 
 mod common;
 
@@ -40,6 +41,16 @@ fn child() {
         block(&name)
     };
     match role.as_str() {
+        // Streams COUNT large records of SIZE words (every word derived from the
+        // record's number) into a segment of MODE, then leaves.
+        "large-sender" => {
+            let count: u64 = var("COUNT").parse().expect("COUNT");
+            match var("SIZE").as_str() {
+                "128" => send_large::<128>(&name, count),
+                "8192" => send_large::<8192>(&name, count),
+                other => panic!("size {other}"),
+            }
+        }
         // Holds the first record it receives in place, says which, and waits to be
         // killed.
         "holder" => {
@@ -207,4 +218,97 @@ fn a_unicast_holder_killed_has_its_record_rescued_once() {
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
     drop((tx, rx));
     let _ = Route::<Rec>::remove(&name);
+}
+
+/// Word `k` of large record `i`.
+fn large_word(i: u64, k: usize) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k as u64
+}
+
+fn large_builder<const W: usize>(name: &str, mode: &str) -> shmchan::Builder<[u64; W]> {
+    let b = Route::<[u64; W]>::builder(name)
+        .capacity(8)
+        .wait(Wait::Block);
+    match mode {
+        "unicast" => b.mode(Mode::Unicast),
+        "block" => b.overflow(Overflow::Block),
+        _ => b.overflow(Overflow::Overwrite),
+    }
+}
+
+fn send_large<const W: usize>(name: &str, count: u64) {
+    let mut tx = large_builder::<W>(name, &var("MODE"))
+        .sender()
+        .expect("open sender");
+    tx.wait_for_receivers(1, SHORT).expect("receiver attaches");
+    let mut record = Box::new([0u64; W]);
+    for i in 0..count {
+        for (k, w) in record.iter_mut().enumerate() {
+            *w = large_word(i, k);
+        }
+        tx.send_timeout(*record, SHORT).expect("send");
+    }
+    println!("SENT {count}");
+}
+
+/// Large records from another process, read in place with `recv_ref` (a copy in
+/// Overwrite mode), every word checked: nothing torn, in order; lossless modes lose
+/// nothing, Overwrite accounts for every record it missed as a lag.
+fn large_records_across_processes<const W: usize>(mode: &str, count: u64) {
+    let name = unique_name(&format!("ref-large-{W}-{mode}"));
+    let mut rx = large_builder::<W>(&name, mode)
+        .receiver()
+        .expect("receiver");
+    let vars = [
+        ("NAME", name.clone()),
+        ("MODE", mode.to_owned()),
+        ("SIZE", W.to_string()),
+        ("COUNT", count.to_string()),
+    ];
+    let mut sender = spawn(ENTRY, "large-sender", &vars);
+    let (mut next, mut lagged) = (0u64, 0u64);
+    loop {
+        match rx.recv_ref_timeout(SHORT) {
+            Ok(r) => {
+                assert_eq!(r.is_in_place(), mode != "overwrite", "{mode}");
+                assert_eq!(
+                    r[0],
+                    large_word(next, 0),
+                    "{mode} {W}: lost, duplicated or reordered at {next}"
+                );
+                assert!(
+                    r.iter().enumerate().all(|(k, &w)| w == large_word(next, k)),
+                    "{mode} {W}: torn record {next}"
+                );
+                next += 1;
+            }
+            Err(RecvTimeoutError::Lagged(n)) => {
+                assert_eq!(mode, "overwrite", "a lossless receiver lagged");
+                lagged += n;
+                next += n;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{mode} {W}: {e}"),
+        }
+    }
+    assert_eq!(next, count, "{mode} {W}: received + lagged");
+    assert_eq!(rx.lagged_total(), lagged);
+    sender.expect_line("SENT", SHORT);
+    sender.expect_success(SHORT);
+    drop(rx);
+    let _ = Route::<[u64; W]>::remove(&name);
+}
+
+#[test]
+fn one_kib_records_across_processes_in_every_mode() {
+    for mode in ["block", "unicast", "overwrite"] {
+        large_records_across_processes::<128>(mode, 2000);
+    }
+}
+
+#[test]
+fn sixty_four_kib_records_across_processes_in_every_mode() {
+    for mode in ["block", "unicast", "overwrite"] {
+        large_records_across_processes::<8192>(mode, 200);
+    }
 }
