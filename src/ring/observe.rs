@@ -12,7 +12,7 @@
 //! rewriting races with nothing: the stamps decide which copies are kept.
 
 use super::broadcast::Read;
-use super::seqlock::load_words;
+use super::seqlock::{gap_if_intact, load_words};
 use super::RingView;
 use crate::layout::{stamp_done, stamp_gap, stamp_settled};
 use crate::sync::{fence, Ordering};
@@ -57,14 +57,11 @@ pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()
             *cursor = seq.wrapping_add(1);
             continue;
         } else if s1 == stamp_gap(seq) {
-            // A gap marker: the records its sender says are missing, as a lag.
-            let mut count = [0u8; 8];
-            load_words(&view.slots[view.geom.data_range(seq)], &mut count);
-            // R2, as above.
-            fence(Ordering::Acquire);
-            if stamp.load(Ordering::Relaxed) == s1 {
+            // A gap marker: the records its sender says are missing, as a lag (the
+            // copy-and-check of `seqlock.rs`, loads only).
+            if let Some(missing) = gap_if_intact(view, seq) {
                 *cursor = seq.wrapping_add(1);
-                return Read::Lagged(u64::from_ne_bytes(count));
+                return Read::Lagged(missing);
             }
         }
         // Lapped: as `Consumer::resync`, without the shared counters.
