@@ -27,6 +27,8 @@ weakenings=(
     "w2|loom_broadcast_overwrite|overwrite_four_records|torn record|out of order or overwritten|never written"
     "f_p|loom_wait|parked_receiver_always_wakes|deadlock"
     "f_w|loom_wait|parked_receiver_always_wakes|deadlock"
+    "f_w|loom_wait|fenced_receiver_always_wakes|deadlock"
+    "f_w|loom_wait|receiver_parks_twice|deadlock"
     "f_r|loom_broadcast_block|block_join_while_producer_runs|lossless receiver got Lagged"
     "j2|loom_broadcast_block|block_join_while_producer_runs|lossless receiver got Lagged"
     "f_j|loom_broadcast_block|block_join_while_producer_runs|deadlock"

@@ -41,6 +41,8 @@ pub struct FutexPair {
     /// Wake calls that woke nobody: every so many, the notifier looks for sleepers that
     /// died registered (`ring/table.rs`, `sweep_parked`).
     pub futile: AtomicU32,
+    /// Notifies in fenced mode that found nobody registered (`wait.rs`, "fenced mode").
+    pub quiet: AtomicU32,
 }
 
 /// Tag of a participant's `parked` word: registered on `data` (waiting for records).

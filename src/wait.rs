@@ -28,6 +28,36 @@
 //! pays the heavy fence, a `membarrier` system call, when it parks. The notifier makes
 //! the `futex_wake` system call only when a waiter is registered.
 //!
+//! *Fenced mode: no `membarrier` per park when waiters park all the time.* A heavy fence
+//! interrupts every CPU that runs a registered process, the notifier's among them. A
+//! `Wait::Block` receiver parks once per record, so with four of them each record cost
+//! the producer four interrupts. So the pair switches to symmetric fences while waiters
+//! keep parking: two flag bits above the count in `waiters`,
+//!
+//! ```text
+//!   waiter F_w (after registering)              notifier (its `waiters` load was not 0)
+//!   w = waiters.load(Acquire)                   fence(SeqCst)                // F_n'
+//!   if w & FENCED { fence(SeqCst) }             w = waiters.load(Relaxed)
+//!   else { waiters |= ASKED                     if count(w) > 0 { wake }
+//!          heavy fence                          else after QUIET_LIMIT such loads,
+//!          if it covered: waiters |= FENCED }     CAS(w -> 0): light again
+//! ```
+//!
+//! A waiter that reads `FENCED` pairs its `fence(SeqCst)` with the notifier's `F_n'`
+//! like any two `SeqCst` fences, provided the notifier took that path. It did unless its
+//! `waiters` load (after `P`) missed `ASKED`. `FENCED` was stored (`Release`, read here
+//! with `Acquire`) by a waiter after a heavy fence that followed its `ASKED` store, and
+//! that heavy fence ran a full barrier on the notifier's CPU (or found the notifier
+//! switched out, past a context switch). A load after that barrier sees `ASKED` (the
+//! flags are only ever cleared by the CAS below); a load before it comes after `P` in
+//! program order, so `P` was visible when the heavy fence returned, hence to us. The
+//! flags return to zero by a CAS from a value with a zero count: a waiter registered at
+//! that moment would have made the CAS fail, and one that registers later reads a
+//! value without `FENCED` (its own increment comes after the CAS in the word's order)
+//! and takes the heavy path. So the extra `mfence` is paid only while waiters park; a
+//! stream whose receivers keep up returns to the free path after [`QUIET_LIMIT`]
+//! notifies.
+//!
 //! *Bounded sleeps.* Every sleep is capped by a tick, after which the waiter runs an
 //! idle check (is the peer still alive?), so a peer that died without waking us, or a
 //! hostile process that zeroed `waiters`, costs at most one tick of latency, never a hang.
@@ -50,8 +80,8 @@ use std::time::{Duration, Instant};
 
 use crate::barrier;
 use crate::layout::{FutexPair, PARKED_DATA, PARKED_SPACE};
-use crate::sync::{spin_hint, AtomicU32, AtomicU64, Ordering};
-use crate::weaken::heavy_fence;
+use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
+use crate::weaken::weaken;
 
 /// How a blocked `send` or `recv` waits for the other side.
 ///
@@ -93,6 +123,8 @@ pub struct Parker<'a> {
     pub waiters: &'a AtomicU32,
     /// Wake calls that woke nobody (see [`Parker::wake_if_parked`]).
     pub futile: &'a AtomicU32,
+    /// Notifies in fenced mode that found nobody registered (module doc).
+    pub quiet: &'a AtomicU32,
     /// The waiter's own `parked` word in its table entry, and the value it stores
     /// there while registered: the tag that names this pair (`layout.rs`) in the low
     /// two bits, the waiter's owner word above them. A peer that finds the waiter dead
@@ -106,6 +138,17 @@ pub struct Parker<'a> {
 /// before a look for sleepers that died registered.
 const SWEEP_EVERY: u32 = 1024;
 
+/// The count of registered waiters: the low bits of a pair's `waiters` word.
+pub const WAITER_COUNT: u32 = (1 << 30) - 1;
+/// Flag of `waiters`: a waiter asked notifiers to fence (stored before its heavy fence).
+pub const FENCE_ASKED: u32 = 1 << 30;
+/// Flag of `waiters`: notifiers fence before they read the count, so waiters may use
+/// `fence(SeqCst)` instead of the heavy fence (module doc, "fenced mode").
+pub const FENCED: u32 = 1 << 31;
+/// How many notifies in fenced mode that find nobody registered before the notifier
+/// clears the flags (one under loom, so that the models reach the clearing).
+const QUIET_LIMIT: u32 = if cfg!(loom) { 1 } else { 64 };
+
 impl<'a> Parker<'a> {
     /// The parker of `pair`, for a waiter without a table entry.
     pub fn new(pair: &'a FutexPair) -> Parker<'a> {
@@ -113,6 +156,7 @@ impl<'a> Parker<'a> {
             seq: &pair.seq,
             waiters: &pair.waiters,
             futile: &pair.futile,
+            quiet: &pair.quiet,
             mine: None,
         }
     }
@@ -138,7 +182,35 @@ impl<'a> Parker<'a> {
     /// (`ring/table.rs`, `sweep_parked`).
     #[inline]
     pub fn wake_if_parked(&self) -> bool {
-        self.waiters.load(Ordering::Relaxed) > 0 && self.wake()
+        let w = self.waiters.load(Ordering::Relaxed);
+        w != 0 && self.wake_slow(w)
+    }
+
+    /// [`Parker::wake_if_parked`] once the count or a flag is set: in fenced mode, the
+    /// full fence and a fresh look at the count first (module doc).
+    #[cold]
+    fn wake_slow(&self, mut w: u32) -> bool {
+        if w & (FENCED | FENCE_ASKED) != 0 {
+            // F_n': pairs with the fenced waiter's `fence(SeqCst)` (module doc).
+            fence(Ordering::SeqCst);
+            w = self.waiters.load(Ordering::Relaxed);
+            if w & WAITER_COUNT == 0 {
+                // `Relaxed`: a heuristic; any value is safe, and the CAS decides.
+                if self.quiet.fetch_add(1, Ordering::Relaxed).wrapping_add(1) >= QUIET_LIMIT {
+                    self.quiet.store(0, Ordering::Relaxed);
+                    // `Relaxed`: a waiter orders itself against this through the RMW
+                    // order of `waiters` (module doc), not through other memory.
+                    let _ =
+                        self.waiters
+                            .compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                return false;
+            }
+            if self.quiet.load(Ordering::Relaxed) != 0 {
+                self.quiet.store(0, Ordering::Relaxed);
+            }
+        }
+        w & WAITER_COUNT != 0 && self.wake()
     }
 
     /// Bumps the futex word and wakes every sleeper. The `Release` bump pairs with the
@@ -163,12 +235,42 @@ impl<'a> Parker<'a> {
     /// between the two leaves the count one too high, never too low: a wake too many,
     /// never one missed).
     pub(crate) fn register(&self) {
+        // `Relaxed`: ordered before the re-check by `F_w` ([`Parker::fence_parked`]).
         self.waiters.fetch_add(1, Ordering::Relaxed);
         if let Some((parked, tag)) = self.mine {
             // `Relaxed`: read back only by this process or, after it died, by the
             // peer's RMW in `take_back`.
             parked.store(tag, Ordering::Relaxed);
         }
+    }
+
+    /// F_w, after [`Parker::register`] and before the re-check: `fence(SeqCst)` if the
+    /// pair is in fenced mode, else the heavy fence, asking notifiers to fence from now
+    /// on (module doc). Returns whether it covers notifiers that use light fences (if
+    /// not, the sleep must be short: `barrier.rs`, "degraded").
+    pub(crate) fn fence_parked(&self) -> bool {
+        if weaken!("f_w") {
+            fence(Ordering::AcqRel);
+            return true;
+        }
+        // `Acquire`: pairs with the `Release` that set `FENCED` after a heavy fence, so
+        // that fence (and what it made visible) comes before our re-check.
+        let w = self.waiters.load(Ordering::Acquire);
+        if w & FENCED != 0 {
+            fence(Ordering::SeqCst);
+            return true;
+        }
+        if w & FENCE_ASKED == 0 {
+            // `Relaxed`: the heavy fence below publishes it to every notifier.
+            self.waiters.fetch_or(FENCE_ASKED, Ordering::Relaxed);
+        }
+        let covered = barrier::heavy();
+        if covered {
+            // `Release`: a waiter that reads `FENCED` with `Acquire` is after our heavy
+            // fence.
+            self.waiters.fetch_or(FENCED, Ordering::Release);
+        }
+        covered
     }
 
     /// Unregisters, unless a peer that judged this process dead already did it for us
@@ -197,8 +299,11 @@ pub(crate) fn take_back(parked: &AtomicU64, data: &AtomicU32, space: &AtomicU32)
 
 /// Decrements a waiter count, never below zero (a peer may have scribbled on it).
 fn decrement(waiters: &AtomicU32) {
-    // `Relaxed`: the count is ordered by the fences of the protocol (module doc).
-    let _ = waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    // `Relaxed`: the count is ordered by the fences of the protocol (module doc). The
+    // flags above the count stay as they are.
+    let _ = waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n & WAITER_COUNT != 0).then(|| n - 1)
+    });
 }
 
 /// When a handle's next idle poll is due ([`wait_for`]). Kept by the handle across its
@@ -281,8 +386,8 @@ fn wait_loop<R>(
         // Park. See the module doc for why this cannot miss a wake-up.
         let v = parker.seq.load(Ordering::Acquire);
         parker.register();
-        // F_w: the heavy fence, paired with the notifiers' light ones (barrier.rs).
-        let covered = heavy_fence!("f_w");
+        // F_w: paired with the notifiers' fences (module doc).
+        let covered = parker.fence_parked();
         if let Some(r) = poll(false) {
             parker.unregister();
             return Some(r);
@@ -456,7 +561,7 @@ mod tests {
             );
             assert!(r.is_none());
             assert!(Instant::now() >= deadline);
-            assert_eq!(waiters.load(Ordering::Relaxed), 0);
+            assert_eq!(waiters.load(Ordering::Relaxed) & WAITER_COUNT, 0);
         }
     }
 

@@ -14,7 +14,7 @@ use loom_tests::{attach_route, join_reader, rec, send_block, seq_of, Rec, ALL_AL
 use shmchan::ring::reader::Reader;
 use shmchan::ring::recv::{poll, RecvState};
 use shmchan::ring::HeapRing;
-use shmchan::wait::{wait_for, Tick};
+use shmchan::wait::{wait_for, Tick, FENCED, FENCE_ASKED, WAITER_COUNT};
 use shmchan::{TryRecvError, Wait};
 
 const CAPACITY: u64 = 2;
@@ -74,7 +74,7 @@ fn parked_receiver_always_wakes() {
         if wakes == 1 {
             assert!(polls >= 2, "woke a receiver that never registered");
         }
-        assert_eq!(data.waiters.load(Ordering::Relaxed), 0);
+        assert_eq!(data.waiters.load(Ordering::Relaxed) & WAITER_COUNT, 0);
     });
 }
 
@@ -96,7 +96,10 @@ fn two_parked_receivers_both_wake() {
         for r in receivers {
             assert_eq!(seq_of(r.join().expect("receiver").0), 0);
         }
-        assert_eq!(view.ctl.data.waiters.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            view.ctl.data.waiters.load(Ordering::Relaxed) & WAITER_COUNT,
+            0
+        );
     });
 }
 
@@ -116,6 +119,64 @@ fn no_wake_when_nobody_parks() {
         send_block(&mut tx, &view, &rec(0));
         assert_eq!(seq_of(receiver.join().expect("receiver").0), 0);
         assert_eq!(view.ctl.data.seq.load(Ordering::Relaxed), 0, "a wake call");
-        assert_eq!(view.ctl.data.waiters.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            view.ctl.data.waiters.load(Ordering::Relaxed) & WAITER_COUNT,
+            0
+        );
+    });
+}
+
+/// Fenced mode (`wait.rs`): a pair whose flags say that notifiers fence lets a parking
+/// receiver use `fence(SeqCst)` instead of the heavy fence. Started with the flags set
+/// (as an earlier park leaves them), the receiver's park takes that path while the
+/// producer publishes: it still always wakes, and the producer's notify that finds
+/// nobody registered clears the flags (`QUIET_LIMIT` is 1 under loom).
+#[test]
+fn fenced_receiver_always_wakes() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        let view = ring.view();
+        view.ctl
+            .data
+            .waiters
+            .store(FENCED | FENCE_ASKED, Ordering::Relaxed);
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut tx = attach_route(&view, 1);
+        let receiver = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Block))
+        };
+        send_block(&mut tx, &view, &rec(0));
+        let (got, _) = receiver.join().expect("receiver");
+        assert_eq!(seq_of(got), 0);
+        let waiters = view.ctl.data.waiters.load(Ordering::Relaxed);
+        assert_eq!(waiters & WAITER_COUNT, 0);
+    });
+}
+
+/// One receiver parks for two records in a row: the first park asks for fenced mode
+/// with the heavy fence, the second finds the flags set, or cleared again by a notify
+/// that found nobody registered in between, and takes the matching path. Every record
+/// arrives, in order, whatever the interleaving.
+#[test]
+fn receiver_parks_twice() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        let view = ring.view();
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut tx = attach_route(&view, 1);
+        let receiver = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let a = recv_one(&mut rx, &mut state, &ring, Wait::Block).0;
+                let b = recv_one(&mut rx, &mut state, &ring, Wait::Block).0;
+                (seq_of(a), seq_of(b))
+            })
+        };
+        send_block(&mut tx, &view, &rec(0));
+        send_block(&mut tx, &view, &rec(1));
+        assert_eq!(receiver.join().expect("receiver"), (0, 1));
+        let waiters = view.ctl.data.waiters.load(Ordering::Relaxed);
+        assert_eq!(waiters & WAITER_COUNT, 0);
     });
 }

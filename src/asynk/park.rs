@@ -12,7 +12,7 @@
 //!   attempt()            -> Ready            <make progress P (Release)>
 //!   v = seq.load(Acquire)                    light fence               // F_n
 //!   waiters += 1 (once, until finished)      if waiters > 0 {
-//!   heavy fence                      // F_w      seq += 1 (Release)
+//!   F_w (fence_parked, wait.rs)      // F_w      seq += 1 (Release)
 //!   attempt()            -> Ready            futex_wake(seq, all)
 //!   Sleep { seq, v }: the waker thread       }
 //!     waits while seq == v, then wakes the task, which polls again
@@ -33,7 +33,7 @@
 
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::Parker;
-use crate::weaken::{heavy_fence, weaken};
+use crate::weaken::weaken;
 
 /// What one poll of an async waiter came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,9 +89,9 @@ impl ParkState {
                 p.register();
                 self.registered = true;
             }
-            // F_w: the heavy fence, paired with the notifiers' light ones (barrier.rs).
+            // F_w: paired with the notifiers' fences (wait.rs).
             let word = p.seq as *const AtomicU32 as usize;
-            (word, expected, heavy_fence!("f_w"))
+            (word, expected, p.fence_parked())
         };
         // The re-check that makes the registration safe (module doc).
         if !weaken!("async_recheck") {

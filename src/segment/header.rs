@@ -24,7 +24,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMCHAN\x01"` as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// Layout version; bumped on any incompatible change of this file's structures.
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 
 const STATE_INITIALISING: u32 = 1;
 pub(super) const STATE_READY: u32 = 2;

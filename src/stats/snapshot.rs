@@ -7,6 +7,7 @@ use super::info::Family;
 use crate::layout::{Control, ProducerEntry, ReceiverEntry};
 use crate::process;
 use crate::sync::Ordering;
+use crate::wait::WAITER_COUNT;
 
 /// A snapshot of a segment's counters and participants. See the [module
 /// docs](crate::stats) for who writes each value.
@@ -185,8 +186,8 @@ impl RawStats {
             evictions: membership.evictions.load(r),
             dead_claims: membership.dead_claims.load(r),
             rescued: membership.rescued.load(r),
-            data_waiters: ctl.data.waiters.load(r),
-            space_waiters: ctl.space.waiters.load(r),
+            data_waiters: ctl.data.waiters.load(r) & WAITER_COUNT,
+            space_waiters: ctl.space.waiters.load(r) & WAITER_COUNT,
             receivers: receivers
                 .iter()
                 .enumerate()
