@@ -110,7 +110,30 @@ mod waiter {
 
         /// One poll of a future that waits on `parker(x)` for `attempt(x)` to give
         /// something. `tick(x)`: ask for the liveness checks on the next attempt.
+        ///
+        /// Inlined into each future: a future that has not waited yet (no registration,
+        /// no entry, no wait begun) tries once, and a ready record costs that attempt
+        /// and nothing of the waiting machinery below.
+        #[inline(always)]
         pub(crate) fn poll<X: ?Sized, R>(
+            &mut self,
+            x: &mut X,
+            cx: &mut Context<'_>,
+            parker: impl for<'a> Fn(&'a X) -> Parker<'a>,
+            mut attempt: impl FnMut(&mut X) -> Option<R>,
+            tick: impl FnOnce(&mut X),
+        ) -> Poll<R> {
+            if !self.park.is_registered() && self.slot.is_none() && self.since.is_none() {
+                if let Some(r) = attempt(x) {
+                    // `done` would find nothing to undo.
+                    return Poll::Ready(r);
+                }
+            }
+            self.poll_waiting(x, cx, parker, attempt, tick)
+        }
+
+        /// [`Waiter::poll`] past its first attempt.
+        fn poll_waiting<X: ?Sized, R>(
             &mut self,
             x: &mut X,
             cx: &mut Context<'_>,

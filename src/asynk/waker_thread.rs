@@ -541,6 +541,8 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
                 }
             }
         }
+        // Wake the tasks now, before the next round rebuilds the list under the lock.
+        wake.drain(..).for_each(Waker::wake);
     }
 }
 

@@ -61,6 +61,18 @@ pub trait Rx<P> {
     }
 }
 
+/// How a shmchan receiver takes each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecvStyle {
+    /// `recv`, waiting per the transport's strategy.
+    Recv,
+    /// Receive in place with `recv_ref` (lossless deliveries only), copying the record
+    /// out of the slot once, as the iceoryx2 transport does with its sample.
+    Ref,
+    /// `try_recv` in a busy loop, as a user's own event loop polls.
+    TryLoop,
+}
+
 /// A shmchan wait strategy, named independently of the library for serialisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WaitKind {
@@ -120,13 +132,12 @@ pub enum Transport {
         /// Records per `send_many` / `recv_many` call; 0 sends and receives one record
         /// at a time. Throughput only.
         batch: u16,
-        /// Receive in place with `recv_ref` (lossless deliveries only), copying the
-        /// record out of the slot once, as the iceoryx2 transport does with its sample.
-        by_ref: bool,
+        /// How the receiver takes each record.
+        style: RecvStyle,
     },
     /// shmchan `Route<T>` received with `recv_async` (and, in ping-pong, sent with
     /// `send_async`) on a tokio current_thread runtime; broadcast, one segment per
-    /// direction for ping-pong; a stream's producer sends with `send` (`Wait::Block`).
+    /// direction for ping-pong; a stream's producer sends with `send` (`Wait::Spin`).
     ShmchanTokio {
         /// `Overflow::Block` (else `Overflow::Overwrite`).
         lossless: bool,
@@ -153,7 +164,7 @@ const fn sc(family: Family, delivery: Delivery, wait: WaitKind, loan: bool) -> T
         wait,
         loan,
         batch: 0,
-        by_ref: false,
+        style: RecvStyle::Recv,
     }
 }
 
@@ -165,7 +176,19 @@ const fn scr(family: Family, delivery: Delivery, wait: WaitKind) -> Transport {
         wait,
         loan: false,
         batch: 0,
-        by_ref: true,
+        style: RecvStyle::Ref,
+    }
+}
+
+/// A shmchan transport receiving with `try_recv` in a busy loop.
+const fn sct(family: Family, delivery: Delivery) -> Transport {
+    Shmchan {
+        family,
+        delivery,
+        wait: Spin,
+        loan: false,
+        batch: 0,
+        style: RecvStyle::TryLoop,
     }
 }
 
@@ -177,7 +200,7 @@ const fn scb(family: Family, delivery: Delivery, wait: WaitKind, batch: u16) -> 
         wait,
         loan: false,
         batch,
-        by_ref: false,
+        style: RecvStyle::Recv,
     }
 }
 
@@ -197,7 +220,8 @@ const UNICAST: Delivery = Delivery::Unicast;
 /// lossless, so unicast names never carry `-lossless`. `-batchN` sends with
 /// `send_many` on N records at a time and receives with `recv_many` into an N-record
 /// buffer; it is offered without `-loan`, for the throughput benchmark only. `-ref`
-/// receives in place with `recv_ref` (lossless deliveries only).
+/// receives in place with `recv_ref` (lossless deliveries only); `-try` receives with
+/// `try_recv` in a busy loop (`spin` only: the loop is the wait).
 pub const ALL: &[(&str, Transport)] = &[
     ("floor", Floor),
     ("floor-block", FloorBlock),
@@ -248,6 +272,8 @@ pub const ALL: &[(&str, Transport)] = &[
         sc(C, UNICAST, Spin, true),
     ),
     ("shmchan-spin-lossless-ref", scr(R, LOSSLESS, Spin)),
+    ("shmchan-spin-try", sct(R, OVERWRITE)),
+    ("shmchan-spin-lossless-try", sct(R, LOSSLESS)),
     ("shmchan-unicast-spin-ref", scr(R, UNICAST, Spin)),
     ("shmchan-spin-lossless-batch16", scb(R, LOSSLESS, Spin, 16)),
     (
@@ -390,7 +416,7 @@ impl Transport {
                 wait: w,
                 loan,
                 batch,
-                by_ref,
+                style,
             } => format!(
                 "{}, {}, {}{}{}{}",
                 match family {
@@ -404,10 +430,10 @@ impl Transport {
                 },
                 wait(w),
                 if loan { ", loan() + publish()" } else { "" },
-                if by_ref {
-                    ", recv_ref() (in place)"
-                } else {
-                    ""
+                match style {
+                    RecvStyle::Recv => "",
+                    RecvStyle::Ref => ", recv_ref() (in place)",
+                    RecvStyle::TryLoop => ", try_recv() in a busy loop",
                 },
                 if batch > 1 {
                     format!(", send_many/recv_many of {batch} (throughput only)")
@@ -583,7 +609,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             wait,
             loan,
             batch,
-            by_ref,
+            style,
         } => {
             if batch > 1 {
                 bail!("{} sends in batches: throughput only", t.name());
@@ -591,7 +617,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
             shmchan::duplex::<P>(
                 ctx,
                 side,
-                shmchan::Opts::new(family, delivery, wait, loan, 1).by_ref(by_ref),
+                shmchan::Opts::new(family, delivery, wait, loan, 1).style(style),
             )
         }
         ShmchanTokio { lossless } => shmchan_async::duplex::<P>(ctx, side, lossless),
@@ -683,11 +709,11 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             family,
             delivery,
             wait,
-            by_ref,
+            style,
             ..
         } => shmchan::consumer::<P>(
             ctx,
-            shmchan::Opts::new(family, delivery, wait, false, t.batch()).by_ref(by_ref),
+            shmchan::Opts::new(family, delivery, wait, false, t.batch()).style(style),
         ),
         ShmchanTokio { lossless } => shmchan_async::consumer::<P>(ctx, lossless),
         Uds => os::uds_consumer::<P>(ctx),
@@ -732,20 +758,22 @@ mod tests {
                 wait,
                 loan,
                 batch,
-                by_ref,
+                style,
             } = t
             {
-                // `-ref` is the last part of the name: in place, lossless, one at a time.
-                let name = match name.strip_suffix("-ref") {
-                    Some(base) => {
-                        assert!(by_ref && !loan && batch == 0, "{name}");
-                        assert_ne!(delivery, Delivery::Overwrite, "{name}");
-                        base
-                    }
-                    None => {
-                        assert!(!by_ref, "{name}");
-                        name
-                    }
+                // `-ref` is the last part of the name: in place, lossless, one at a time;
+                // `-try` likewise: `try_recv` in a loop, one at a time, spinning.
+                let name = if let Some(base) = name.strip_suffix("-ref") {
+                    assert!(style == RecvStyle::Ref && !loan && batch == 0, "{name}");
+                    assert_ne!(delivery, Delivery::Overwrite, "{name}");
+                    base
+                } else if let Some(base) = name.strip_suffix("-try") {
+                    assert!(style == RecvStyle::TryLoop && !loan && batch == 0, "{name}");
+                    assert_eq!(wait, Spin, "{name}");
+                    base
+                } else {
+                    assert_eq!(style, RecvStyle::Recv, "{name}");
+                    name
                 };
                 // `-batchN` is the last part of the name, N the batch field.
                 let (base, n) = match name.rsplit_once("-batch") {
@@ -790,7 +818,7 @@ mod tests {
                         wait: Block,
                         loan: false,
                         batch: 0,
-                        by_ref: false,
+                        style: RecvStyle::Recv,
                     } => assert_eq!((f, d), (family, delivery), "{name}"),
                     other => panic!("{name}: twin {other:?}"),
                 }

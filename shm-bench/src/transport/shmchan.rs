@@ -13,9 +13,9 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use shmchan::{Channel, Mode, Overflow, Receiver, RecvError, Route, Sender, Wait};
+use shmchan::{Channel, Mode, Overflow, Receiver, RecvError, Route, Sender, TryRecvError, Wait};
 
-use super::{Ctx, Delivery, Duplex, Family, Got, Rx, Side, Tx, WaitKind};
+use super::{Ctx, Delivery, Duplex, Family, Got, RecvStyle, Rx, Side, Tx, WaitKind};
 use crate::payload::Payload;
 
 /// How a shmchan transport opens its segments: the fields of
@@ -27,7 +27,7 @@ pub struct Opts {
     wait: WaitKind,
     loan: bool,
     batch: usize,
-    by_ref: bool,
+    style: RecvStyle,
 }
 
 impl Opts {
@@ -46,13 +46,13 @@ impl Opts {
             wait,
             loan,
             batch: batch.max(1),
-            by_ref: false,
+            style: RecvStyle::Recv,
         }
     }
 
-    /// Receive in place with `recv_ref` (lossless deliveries, one record at a time).
-    pub fn by_ref(mut self, by_ref: bool) -> Opts {
-        self.by_ref = by_ref;
+    /// How the receiver takes each record (one at a time).
+    pub fn style(mut self, style: RecvStyle) -> Opts {
+        self.style = style;
         self
     }
 
@@ -92,8 +92,8 @@ struct ShmRx<P: Payload> {
     rx: Receiver<P>,
     /// Lossless broadcast or unicast: a lapped receiver is a failure, not lost records.
     lossless: bool,
-    /// Receive with `recv_ref`.
-    by_ref: bool,
+    /// `recv`, `recv_ref` or a `try_recv` loop.
+    style: RecvStyle,
 }
 
 /// Sends with `send_many`, `buf.capacity()` records at a time.
@@ -142,7 +142,21 @@ impl<P: Payload> Tx<P> for ShmTx<P> {
 impl<P: Payload> Rx<P> for ShmRx<P> {
     #[inline]
     fn recv(&mut self, out: &mut P) -> Result<Got> {
-        if self.by_ref {
+        if self.style == RecvStyle::TryLoop {
+            // The user's own busy loop: every empty poll returns to the caller.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(v) => {
+                        *out = v;
+                        return Ok(Got::Msg);
+                    }
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                    Err(TryRecvError::Lagged(n)) => return lagged(self.lossless, n),
+                    Err(e) => return Err(anyhow!("shmchan try_recv: {e}")),
+                }
+            }
+        }
+        if self.style == RecvStyle::Ref {
             // In place: the one copy is the harness's, out of the slot (as iceoryx2's
             // transport copies its sample).
             return match self.rx.recv_ref() {
@@ -245,7 +259,7 @@ fn boxed_rx<P: Payload>(rx: Receiver<P>, o: Opts) -> Box<dyn Rx<P>> {
         Box::new(ShmRx {
             rx,
             lossless: o.lossless(),
-            by_ref: o.by_ref,
+            style: o.style,
         })
     }
 }
@@ -299,7 +313,7 @@ pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, o: Opts) -> Result<Duplex<P
     let rx = ShmRx {
         rx,
         lossless: o.lossless(),
-        by_ref: o.by_ref,
+        style: o.style,
     };
     Ok((Box::new(ShmTx { tx, loan: o.loan }), Box::new(rx)))
 }

@@ -1,10 +1,16 @@
 //! shmchan through its async API: a `Route<T>` whose receiver awaits `recv_async` (and,
 //! in ping-pong, whose sender awaits `send_async`) on a tokio current_thread runtime
-//! with its drivers enabled, as a tokio service has it. A stream's producer stays
-//! synchronous, so the stream measures the async receiver alone. Each harness call is one
-//! `block_on` of one future: a record that is ready costs the `try_recv` and the
-//! runtime's entry; an empty ring parks the runtime's thread until the process's
-//! `shmchan-waker` thread wakes the task.
+//! with its drivers enabled, as a tokio service has it. In ping-pong each harness call is
+//! one `block_on` of one future: an empty ring parks the runtime's thread until the
+//! process's `shmchan-waker` thread wakes the task. A stream's producer stays
+//! synchronous and spins when the ring is full (as `shmchan-spin-lossless-try`'s does),
+//! and its receiver polls each `recv_async` future once in place before it enters the
+//! runtime, as a task looping over `recv_async().await` does: a record that is ready
+//! costs the future's poll and not a runtime entry, so the stream compares the async
+//! receiver with a `try_recv` loop (`shmchan-spin-lossless-try`) alone.
+
+use std::future::Future;
+use std::task::{Poll, Waker};
 
 use anyhow::{anyhow, Context, Result};
 use shmchan::{Receiver, RecvError, Sender};
@@ -41,6 +47,8 @@ struct AsyncRx<P: Payload> {
     rt: Runtime,
     rx: Receiver<P>,
     lossless: bool,
+    /// Poll each future once in place (with a no-op waker) before `block_on`.
+    inline_first: bool,
 }
 
 impl<P: Payload> Tx<P> for AsyncTx<P> {
@@ -55,7 +63,19 @@ impl<P: Payload> Tx<P> for AsyncTx<P> {
 impl<P: Payload> Rx<P> for AsyncRx<P> {
     #[inline]
     fn recv(&mut self, out: &mut P) -> Result<Got> {
-        match self.rt.block_on(self.rx.recv_async()) {
+        let mut fut = std::pin::pin!(self.rx.recv_async());
+        let first = if self.inline_first {
+            fut.as_mut()
+                .poll(&mut std::task::Context::from_waker(Waker::noop()))
+        } else {
+            Poll::Pending
+        };
+        let got = match first {
+            Poll::Ready(got) => got,
+            // Polled again with the runtime's waker, which replaces the no-op one.
+            Poll::Pending => self.rt.block_on(fut),
+        };
+        match got {
             Ok(v) => {
                 *out = v;
                 Ok(Got::Msg)
@@ -87,14 +107,24 @@ pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, lossless: bool) -> Result<D
             rt: runtime()?,
             rx,
             lossless,
+            inline_first: false,
         }),
     ))
 }
 
-/// Stream producer on segment `st`: the synchronous `send` with `Wait::Block`, so that
-/// a stream compares `recv_async` with `recv` (`shmchan-block[-lossless]`) alone.
+/// Stream producer on segment `st`: the synchronous `send` with `Wait::Spin` (the wait
+/// strategy is not part of the segment's header), so that a stream compares
+/// `recv_async` with a `try_recv` loop (`shmchan-spin[-lossless]-try`) alone.
 pub fn producer<P: Payload>(ctx: &mut Ctx, lossless: bool) -> Result<Box<dyn Tx<P>>> {
-    super::shmchan::producer::<P>(ctx, opts(lossless))
+    let delivery = if lossless {
+        Delivery::Lossless
+    } else {
+        Delivery::Overwrite
+    };
+    super::shmchan::producer::<P>(
+        ctx,
+        Opts::new(Family::Route, delivery, WaitKind::Spin, false, 1),
+    )
 }
 
 /// Stream receiver on segment `st` (`recv_async`).
@@ -107,5 +137,6 @@ pub fn consumer<P: Payload>(ctx: &mut Ctx, lossless: bool) -> Result<Box<dyn Rx<
         rt: runtime()?,
         rx,
         lossless,
+        inline_first: true,
     }))
 }
