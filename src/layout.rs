@@ -154,7 +154,14 @@ impl Geometry {
         let align_words = align.max(8) / 8;
         let data_word = align_words.max(1);
         let data_words = size.div_ceil(8).max(1);
-        let stride_words = (data_word + data_words).next_multiple_of(align_words);
+        let mut stride_words = (data_word + data_words).next_multiple_of(align_words);
+        if stride_words < 8 {
+            // A slot of less than a cache line is rounded up to 16, 32 or 64 bytes, so
+            // that no slot straddles two lines (the slot array is page-aligned): the
+            // stamp and the record then travel to a receiver in one line transfer,
+            // not two. A 48-byte record takes 64 bytes instead of 56.
+            stride_words = stride_words.next_power_of_two();
+        }
         usize::try_from(capacity)
             .ok()?
             .checked_mul(stride_words)?
@@ -269,7 +276,13 @@ mod tests {
         let g = Geometry::new(8, 64, 8).expect("valid");
         assert_eq!((g.data_word, g.data_words, g.stride_words), (1, 8, 9));
         let g = Geometry::new(8, 12, 4).expect("valid");
-        assert_eq!((g.data_word, g.data_words, g.stride_words), (1, 2, 3));
+        assert_eq!((g.data_word, g.data_words, g.stride_words), (1, 2, 4));
+        // Slots below a cache line never straddle one.
+        for (size, stride) in [(1, 2), (8, 2), (16, 4), (24, 4), (32, 8), (48, 8), (56, 8)] {
+            let g = Geometry::new(8, size, 8).expect("valid");
+            assert_eq!(g.stride_words, stride, "{size}-byte records");
+        }
+        assert_eq!(Geometry::new(8, 72, 8).expect("valid").stride_words, 10);
         let g = Geometry::new(4, 64, 64).expect("valid");
         assert_eq!((g.data_word, g.data_words, g.stride_words), (8, 8, 16));
         assert_eq!(g.data_range(5), 24..32);

@@ -83,7 +83,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Payload sizes in bytes (8, 64, 256, 1024, 4096), comma-separated.
+    /// Payload sizes in bytes (8, 32, 48, 64, 256, 1024, 4096), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     payload: Vec<usize>,
     /// Records (round trips for latency) measured per run. Default: 100000 for latency

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use bytemuck::{Pod, Zeroable};
 
 /// Payload sizes the benchmark knows, in bytes.
-pub const SIZES: [usize; 5] = [8, 64, 256, 1024, 4096];
+pub const SIZES: [usize; 7] = [8, 32, 48, 64, 256, 1024, 4096];
 
 /// What the peer libraries need of a record type (iceoryx2's `ZeroCopySend`).
 #[cfg(feature = "peers")]
@@ -165,6 +165,8 @@ macro_rules! record {
     };
 }
 
+record!(Msg32, 32);
+record!(Msg48, 48);
 record!(Msg64, 64);
 record!(Msg256, 256);
 record!(Msg1024, 1024);
@@ -177,6 +179,14 @@ macro_rules! with_payload {
         match $size {
             8 => {
                 type $p = $crate::payload::Msg8;
+                $body
+            }
+            32 => {
+                type $p = $crate::payload::Msg32;
+                $body
+            }
+            48 => {
+                type $p = $crate::payload::Msg48;
                 $body
             }
             64 => {
@@ -195,7 +205,9 @@ macro_rules! with_payload {
                 type $p = $crate::payload::Msg4096;
                 $body
             }
-            other => anyhow::bail!("payload size {other} is not one of 8, 64, 256, 1024, 4096"),
+            other => {
+                anyhow::bail!("payload size {other} is not one of 8, 32, 48, 64, 256, 1024, 4096")
+            }
         }
     };
 }
