@@ -121,7 +121,7 @@ pub struct Parker<'a> {
     pub seq: &'a AtomicU32,
     /// Number of processes asleep (or about to sleep) on `seq`.
     pub waiters: &'a AtomicU32,
-    /// Wake calls that woke nobody (see [`Parker::wake_if_parked`]).
+    /// Wake calls that woke nobody (see [`wake_if_parked`]).
     pub futile: &'a AtomicU32,
     /// Notifies in fenced mode that found nobody registered (module doc).
     pub quiet: &'a AtomicU32,
@@ -170,23 +170,7 @@ impl<'a> Parker<'a> {
         }
     }
 
-    /// The notifier's half, to be called after the progress store and a light fence
-    /// or `fence(SeqCst)` (the caller's `F_n`, shared with other checks). `Relaxed`
-    /// loads: the fence, with the waiter's heavy one, orders them after the progress
-    /// store.
-    ///
-    /// Returns `true` once every [`SWEEP_EVERY`] wake calls in a row that found nobody
-    /// asleep:
-    /// a waiter count that stays high while nobody sleeps is the mark of a sleeper that
-    /// died registered, and the caller should then sweep the table
-    /// (`ring/table.rs`, `sweep_parked`).
-    #[inline]
-    pub fn wake_if_parked(&self) -> bool {
-        let w = self.waiters.load(Ordering::Relaxed);
-        w != 0 && self.wake_slow(w)
-    }
-
-    /// [`Parker::wake_if_parked`] once the count or a flag is set: in fenced mode, the
+    /// [`wake_if_parked`] once the count or a flag is set: in fenced mode, the
     /// full fence and a fresh look at the count first (module doc).
     #[cold]
     fn wake_slow(&self, mut w: u32) -> bool {
@@ -215,7 +199,7 @@ impl<'a> Parker<'a> {
 
     /// Bumps the futex word and wakes every sleeper. The `Release` bump pairs with the
     /// waiter's `Acquire` load of `seq`: a waiter that reads the new value sees the
-    /// progress made before it. Returns whether a sweep is due (see `wake_if_parked`).
+    /// progress made before it. Returns whether a sweep is due (see [`wake_if_parked`]).
     #[cold]
     pub fn wake(&self) -> bool {
         self.seq.fetch_add(1, Ordering::Release);
@@ -285,6 +269,22 @@ impl<'a> Parker<'a> {
             decrement(self.waiters);
         }
     }
+}
+
+/// The notifier's half, to be called after the progress store and a light fence
+/// or `fence(SeqCst)` (the caller's `F_n`, shared with other checks). A `Relaxed`
+/// load: the fence, with the waiter's, orders it after the progress store. The
+/// hot path is that load and a branch; the parker is built only when someone may be
+/// parked.
+///
+/// Returns `true` once every [`SWEEP_EVERY`] wake calls in a row that found nobody
+/// asleep: a waiter count that stays high while nobody sleeps is the mark of a sleeper
+/// that died registered, and the caller should then sweep the table (`ring/table.rs`,
+/// `sweep_parked`).
+#[inline(always)]
+pub fn wake_if_parked(pair: &FutexPair) -> bool {
+    let w = pair.waiters.load(Ordering::Relaxed);
+    w != 0 && Parker::new(pair).wake_slow(w)
 }
 
 /// Takes back the registration of a sleeper that died (or was judged dead) while
@@ -593,7 +593,7 @@ mod tests {
         }
         shared.flag.store(1, Ordering::Release);
         fence(Ordering::SeqCst);
-        Parker::new(&shared.pair).wake_if_parked();
+        wake_if_parked(&shared.pair);
         assert_eq!(waiter.join().expect("waiter"), Some(()));
     }
 }

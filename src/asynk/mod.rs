@@ -123,13 +123,20 @@ mod waiter {
             mut attempt: impl FnMut(&mut X) -> Option<R>,
             tick: impl FnOnce(&mut X),
         ) -> Poll<R> {
-            if !self.park.is_registered() && self.slot.is_none() && self.since.is_none() {
+            if self.is_idle() {
                 if let Some(r) = attempt(x) {
                     // `done` would find nothing to undo.
                     return Poll::Ready(r);
                 }
             }
             self.poll_waiting(x, cx, parker, attempt, tick)
+        }
+
+        /// Not registered, no registry entry, no wait begun: a future that has not
+        /// waited yet, or whose wait is over.
+        #[inline(always)]
+        fn is_idle(&self) -> bool {
+            !self.park.is_registered() && self.slot.is_none() && self.since.is_none()
         }
 
         /// [`Waiter::poll`] past its first attempt.
@@ -213,11 +220,16 @@ mod waiter {
         }
 
         /// Unregisters (the future is dropped, or its owner is taken back).
+        #[inline]
         pub(crate) fn cancel<X: ?Sized>(
             &mut self,
             x: &X,
             parker: impl for<'a> Fn(&'a X) -> Parker<'a>,
         ) {
+            if self.is_idle() {
+                // Never waited, or finished: nothing to undo.
+                return;
+            }
             self.park.finish(x, &parker);
             if let Some(slot) = self.slot.take() {
                 waker_thread::cancel(slot, true);

@@ -176,6 +176,7 @@ impl<T: Pod> RecvFuture<'_, T> {
 impl<T: Pod> Future for RecvFuture<'_, T> {
     type Output = Result<T, RecvError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         this.waiter.poll(
@@ -189,6 +190,7 @@ impl<T: Pod> Future for RecvFuture<'_, T> {
 }
 
 impl<T: Pod> Drop for RecvFuture<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.waiter.cancel(&*self.receiver, data_parker);
     }

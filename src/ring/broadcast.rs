@@ -177,7 +177,7 @@ impl Consumer {
             // `space`; moving the cursor up to `start` is progress for it, as in
             // `advance`. Pairs with its F_w; see "Joining", (b).
             fence(Ordering::SeqCst);
-            view.space_parker().wake_if_parked();
+            view.wake_space();
         }
         Some(Consumer {
             index,
@@ -416,7 +416,7 @@ impl Consumer {
             // F_a of the batch: pairs with the producer's heavy F_w when it parks on
             // `space` (wait.rs).
             light_fence!("rb_fa");
-            if view.space_parker().wake_if_parked() {
+            if view.wake_space() {
                 sweep_parked(view, &ProcLiveness);
             }
         }
@@ -468,7 +468,7 @@ impl Consumer {
             // F_a: pairs with the producer's heavy F_w when it parks on `space`
             // (wait.rs), so it is light (barrier.rs).
             light_fence!("f_a");
-            if view.space_parker().wake_if_parked() {
+            if view.wake_space() {
                 sweep_parked(view, &ProcLiveness);
             }
         }
@@ -484,6 +484,6 @@ impl Consumer {
             .compare_exchange(self.owner, 0, Ordering::Release, Ordering::Relaxed);
         // F_l: pairs with the producer's F_w when it parks on `space`.
         seqcst_fence!("f_l");
-        view.space_parker().wake_if_parked();
+        view.wake_space();
     }
 }

@@ -72,6 +72,19 @@ impl<'a> RingView<'a> {
     pub fn space_parker(&self) -> Parker<'a> {
         Parker::new(&self.ctl.space)
     }
+
+    /// Wakes the receivers parked on `data`, if any (`wait::wake_if_parked`; the
+    /// caller has made its progress and fenced). Returns whether a sweep is due.
+    #[inline(always)]
+    pub fn wake_data(&self) -> bool {
+        crate::wait::wake_if_parked(&self.ctl.data)
+    }
+
+    /// Wakes the producers parked on `space`, if any, as [`RingView::wake_data`].
+    #[inline(always)]
+    pub fn wake_space(&self) -> bool {
+        crate::wait::wake_if_parked(&self.ctl.space)
+    }
 }
 
 /// Heap-allocated ring memory, for tests and loom models.

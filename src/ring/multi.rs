@@ -295,7 +295,7 @@ impl Shared {
         }
         // F_p: light; pairs with the receivers' heavy F_w (park).
         light_fence!("mp_fp");
-        if view.data_parker().wake_if_parked() {
+        if view.wake_data() {
             sweep_parked(view, &ProcLiveness);
         }
         published
@@ -329,7 +329,7 @@ impl Shared {
         }
         // Pairs with the receivers' F_w: a receiver about to sleep sees us gone.
         fence(Ordering::SeqCst);
-        view.data_parker().wake_if_parked();
+        view.wake_data();
     }
 }
 
@@ -400,7 +400,7 @@ pub fn resolve_stall(
     // Producers blocked on this slot (unicast) may go on, and so may a producer that
     // waited on `data` for the lap-older writer this replaced.
     fence(Ordering::SeqCst);
-    view.space_parker().wake_if_parked();
-    view.data_parker().wake_if_parked();
+    view.wake_space();
+    view.wake_data();
     true
 }

@@ -229,7 +229,7 @@ impl Single {
         if view.lossless && !view.unicast {
             self.gate.note_joins(view);
         }
-        if view.data_parker().wake_if_parked() {
+        if view.wake_data() {
             sweep_parked(view, &ProcLiveness);
         }
     }

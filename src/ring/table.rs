@@ -129,7 +129,7 @@ pub fn live_receivers(view: &RingView<'_>, liveness: &impl Liveness) -> usize {
     if live < view.receivers.len() {
         // An eviction may unblock a lossless producer.
         fence(Ordering::SeqCst);
-        view.space_parker().wake_if_parked();
+        view.wake_space();
     }
     live
 }
@@ -169,7 +169,7 @@ pub fn release_sender(view: &RingView<'_>, owner: u64) {
             .compare_exchange(owner, 0, Ordering::Release, Ordering::Relaxed);
     // Pairs with the receivers' F_w: a receiver about to sleep sees the claim gone.
     fence(Ordering::SeqCst);
-    view.data_parker().wake_if_parked();
+    view.wake_data();
 }
 
 /// Clears the `Route` sender claim if its holder is dead. Returns whether it did.

@@ -340,7 +340,7 @@ fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64, current: u64) ->
     // F_s, light: pairs with the producer's heavy F_w when it parks on `space`
     // (wait.rs, barrier.rs).
     light_fence!("uc_fs");
-    if view.space_parker().wake_if_parked() {
+    if view.wake_space() {
         sweep_parked(view, &ProcLiveness);
     }
     ours
