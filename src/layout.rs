@@ -43,6 +43,12 @@ pub struct FutexPair {
     pub futile: AtomicU32,
     /// Notifies in fenced mode that found nobody registered (`wait.rs`, "fenced mode").
     pub quiet: AtomicU32,
+    /// Loom models only: 0 (the default) keeps fenced mode off, so waiters always take
+    /// the heavy fence and the larger models explore what they did before it existed;
+    /// `n > 0` turns it on, notifiers clearing it after `n` quiet notifies (`u32::MAX`:
+    /// never). The models of fenced mode set it. Production: always on, `QUIET_LIMIT`.
+    #[cfg(loom)]
+    pub fenced_mode: u32,
 }
 
 /// Tag of a participant's `parked` word: registered on `data` (waiting for records).

@@ -125,6 +125,9 @@ pub struct Parker<'a> {
     pub futile: &'a AtomicU32,
     /// Notifies in fenced mode that found nobody registered (module doc).
     pub quiet: &'a AtomicU32,
+    /// Loom only: the pair's `fenced_mode` knob (0: off).
+    #[cfg(loom)]
+    pub fenced_mode: u32,
     /// The waiter's own `parked` word in its table entry, and the value it stores
     /// there while registered: the tag that names this pair (`layout.rs`) in the low
     /// two bits, the waiter's owner word above them. A peer that finds the waiter dead
@@ -146,8 +149,8 @@ pub const FENCE_ASKED: u32 = 1 << 30;
 /// `fence(SeqCst)` instead of the heavy fence (module doc, "fenced mode").
 pub const FENCED: u32 = 1 << 31;
 /// How many notifies in fenced mode that find nobody registered before the notifier
-/// clears the flags (one under loom, so that the models reach the clearing).
-const QUIET_LIMIT: u32 = if cfg!(loom) { 1 } else { 64 };
+/// clears the flags. (Under loom each pair says, `FutexPair::fenced_mode`.)
+const QUIET_LIMIT: u32 = 64;
 
 impl<'a> Parker<'a> {
     /// The parker of `pair`, for a waiter without a table entry.
@@ -157,6 +160,8 @@ impl<'a> Parker<'a> {
             waiters: &pair.waiters,
             futile: &pair.futile,
             quiet: &pair.quiet,
+            #[cfg(loom)]
+            fenced_mode: pair.fenced_mode,
             mine: None,
         }
     }
@@ -180,7 +185,11 @@ impl<'a> Parker<'a> {
             w = self.waiters.load(Ordering::Relaxed);
             if w & WAITER_COUNT == 0 {
                 // `Relaxed`: a heuristic; any value is safe, and the CAS decides.
-                if self.quiet.fetch_add(1, Ordering::Relaxed).wrapping_add(1) >= QUIET_LIMIT {
+                #[cfg(not(loom))]
+                let limit = QUIET_LIMIT;
+                #[cfg(loom)]
+                let limit = self.fenced_mode;
+                if self.quiet.fetch_add(1, Ordering::Relaxed).wrapping_add(1) >= limit {
                     self.quiet.store(0, Ordering::Relaxed);
                     // `Relaxed`: a waiter orders itself against this through the RMW
                     // order of `waiters` (module doc), not through other memory.
@@ -236,6 +245,11 @@ impl<'a> Parker<'a> {
         if weaken!("f_w") {
             fence(Ordering::AcqRel);
             return true;
+        }
+        #[cfg(loom)]
+        if self.fenced_mode == 0 {
+            // A model without fenced mode (`FutexPair::fenced_mode`).
+            return barrier::heavy();
         }
         // `Acquire`: pairs with the `Release` that set `FENCED` after a heavy fence, so
         // that fence (and what it made visible) comes before our re-check.

@@ -139,6 +139,16 @@ impl HeapRing {
         }
     }
 
+    /// Turns fenced mode on (`wait.rs`), notifiers clearing it after `notifies` quiet
+    /// notifies: for the loom models of fenced mode. A loom ring has it off by default
+    /// (`FutexPair::fenced_mode`).
+    #[cfg(loom)]
+    pub fn fenced_mode(mut self, notifies: u32) -> Self {
+        self.ctl.data.fenced_mode = notifies;
+        self.ctl.space.fenced_mode = notifies;
+        self
+    }
+
     /// The view the algorithms work on.
     pub fn view(&self) -> RingView<'_> {
         RingView {
