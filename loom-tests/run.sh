@@ -46,6 +46,8 @@ weakenings=(
     "f_r|loom_batch|batch_join_while_producer_sends_chunks|lossless receiver got Lagged"
     "async_recheck|loom_async|async_receiver_always_wakes|deadlock"
     "f_w|loom_async|async_receiver_always_wakes|deadlock"
+    "f_w|loom_async|async_fenced_receiver_always_wakes|deadlock"
+    "async_recheck|loom_async|async_fenced_receiver_always_wakes|deadlock"
 )
 
 start=$SECONDS

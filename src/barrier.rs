@@ -9,7 +9,9 @@
 //! cost of a send.
 //!
 //! The sides are not equally frequent: a record is sent millions of times a second; a
-//! receiver parks or joins rarely. So the frequent side executes [`light`], which
+//! receiver parks or joins rarely. (A receiver that parks once per record would make
+//! the heavy fence frequent too: its futex pair then switches to `fence(SeqCst)` on both
+//! sides, "fenced mode" in `wait.rs`.) So the frequent side executes [`light`], which
 //! costs nothing at run time (a compiler fence), and the rare side executes [`heavy`],
 //! the `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` system call. The kernel runs a
 //! full memory barrier on every CPU that is running a thread of a process registered

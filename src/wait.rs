@@ -60,7 +60,8 @@
 //!
 //! *Bounded sleeps.* Every sleep is capped by a tick, after which the waiter runs an
 //! idle check (is the peer still alive?), so a peer that died without waking us, or a
-//! hostile process that zeroed `waiters`, costs at most one tick of latency, never a hang.
+//! hostile process that zeroed `waiters` or set its flags, costs at most one tick of
+//! latency, never a hang.
 //!
 //! *Sleepers that die.* A waiter killed while registered would leave `waiters` too high
 //! for the segment's life, and every later notify would make a system call. So a waiter
@@ -150,6 +151,7 @@ pub const FENCE_ASKED: u32 = 1 << 30;
 pub const FENCED: u32 = 1 << 31;
 /// How many notifies in fenced mode that find nobody registered before the notifier
 /// clears the flags. (Under loom each pair says, `FutexPair::fenced_mode`.)
+#[cfg_attr(loom, allow(dead_code))]
 const QUIET_LIMIT: u32 = 64;
 
 impl<'a> Parker<'a> {
@@ -182,6 +184,8 @@ impl<'a> Parker<'a> {
         if w & (FENCED | FENCE_ASKED) != 0 {
             // F_n': pairs with the fenced waiter's `fence(SeqCst)` (module doc).
             fence(Ordering::SeqCst);
+            // `Relaxed`: ordered after the progress store by F_n', which pairs with the
+            // fenced waiter's `fence(SeqCst)` (module doc).
             w = self.waiters.load(Ordering::Relaxed);
             if w & WAITER_COUNT == 0 {
                 // `Relaxed`: a heuristic; any value is safe, and the CAS decides.
@@ -199,6 +203,7 @@ impl<'a> Parker<'a> {
                 }
                 return false;
             }
+            // `Relaxed`: the heuristic count again; a waiter is registered, so it restarts.
             if self.quiet.load(Ordering::Relaxed) != 0 {
                 self.quiet.store(0, Ordering::Relaxed);
             }
@@ -229,6 +234,8 @@ impl<'a> Parker<'a> {
     /// never one missed).
     pub(crate) fn register(&self) {
         // `Relaxed`: ordered before the re-check by `F_w` ([`Parker::fence_parked`]).
+        // (A count of 2^30 - 1, which only a peer's scribble can reach, would carry into
+        // the flag bits: bounded sleeps, below.)
         self.waiters.fetch_add(1, Ordering::Relaxed);
         if let Some((parked, tag)) = self.mine {
             // `Relaxed`: read back only by this process or, after it died, by the
@@ -265,8 +272,15 @@ impl<'a> Parker<'a> {
         let covered = barrier::heavy();
         if covered {
             // `Release`: a waiter that reads `FENCED` with `Acquire` is after our heavy
-            // fence.
-            self.waiters.fetch_or(FENCED, Ordering::Release);
+            // fence. Only while `FENCE_ASKED` is still set: if the flags were cleared
+            // meanwhile (possible only if our registration was wrongly taken back, or a
+            // peer scribbled on the word), our heavy fence may precede notifier loads
+            // that saw no flag, and it must not vouch for them.
+            let _ = self
+                .waiters
+                .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
+                    (w & FENCE_ASKED != 0).then_some(w | FENCED)
+                });
         }
         covered
     }

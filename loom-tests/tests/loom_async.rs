@@ -18,7 +18,7 @@ use shmchan::layout::PARKED_DATA;
 use shmchan::ring::reader::Reader;
 use shmchan::ring::recv::{poll, RecvState};
 use shmchan::ring::{HeapRing, RingView};
-use shmchan::wait::{futex_wait_model, Parker, WAITER_COUNT};
+use shmchan::wait::{futex_wait_model, Parker, FENCED, FENCE_ASKED, WAITER_COUNT};
 use shmchan::TryRecvError;
 
 const CAPACITY: u64 = 2;
@@ -75,9 +75,27 @@ fn recv_async(mut rx: Rx<'_>) -> (Rec, usize) {
 /// a registered waiter, and the count is back to 0 at the end.
 #[test]
 fn async_receiver_always_wakes() {
-    loom::model(|| {
-        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+    loom::model(|| receiver_always_wakes(false));
+}
+
+/// The same in fenced mode (`wait.rs`), with the flags set as an earlier park leaves
+/// them: the waiter, registered across its polls, fences with `fence(SeqCst)` on each.
+#[test]
+fn async_fenced_receiver_always_wakes() {
+    loom::model(|| receiver_always_wakes(true));
+}
+
+fn receiver_always_wakes(fenced: bool) {
+    {
+        let ring = HeapRing::new::<Rec>(CAPACITY, 1, false);
+        let ring = Arc::new(if fenced { ring.fenced_mode(1) } else { ring });
         let view = ring.view();
+        if fenced {
+            view.ctl
+                .data
+                .waiters
+                .store(FENCED | FENCE_ASKED, Ordering::Relaxed);
+        }
         let (reader, state) = join_reader(&view, 100);
         let mut tx = attach_route(&view, 1);
         let receiver = {
@@ -99,7 +117,7 @@ fn async_receiver_always_wakes() {
             view.ctl.data.waiters.load(Ordering::Relaxed) & WAITER_COUNT,
             0
         );
-    });
+    }
 }
 
 /// A future dropped while registered (after a poll that returned `Sleep`) unregisters:

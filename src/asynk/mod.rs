@@ -123,13 +123,14 @@ mod waiter {
             mut attempt: impl FnMut(&mut X) -> Option<R>,
             tick: impl FnOnce(&mut X),
         ) -> Poll<R> {
-            if self.is_idle() {
+            let tried = self.is_idle();
+            if tried {
                 if let Some(r) = attempt(x) {
                     // `done` would find nothing to undo.
                     return Poll::Ready(r);
                 }
             }
-            self.poll_waiting(x, cx, parker, attempt, tick)
+            self.poll_waiting(x, cx, parker, attempt, tick, tried)
         }
 
         /// Not registered, no registry entry, no wait begun: a future that has not
@@ -139,7 +140,7 @@ mod waiter {
             !self.park.is_registered() && self.slot.is_none() && self.since.is_none()
         }
 
-        /// [`Waiter::poll`] past its first attempt.
+        /// [`Waiter::poll`] past its first attempt (`tried`: made already).
         fn poll_waiting<X: ?Sized, R>(
             &mut self,
             x: &mut X,
@@ -147,6 +148,7 @@ mod waiter {
             parker: impl for<'a> Fn(&'a X) -> Parker<'a>,
             mut attempt: impl FnMut(&mut X) -> Option<R>,
             tick: impl FnOnce(&mut X),
+            tried: bool,
         ) -> Poll<R> {
             if let Some(since) = self.since {
                 if since.elapsed() >= IDLE_TICK {
@@ -154,8 +156,11 @@ mod waiter {
                     self.since = Some(Instant::now());
                 }
             }
-            if let Some(r) = attempt(x) {
-                return Poll::Ready(self.done(x, &parker, r));
+            // (`tried`: [`Waiter::poll`] has just made this attempt.)
+            if !tried {
+                if let Some(r) = attempt(x) {
+                    return Poll::Ready(self.done(x, &parker, r));
+                }
             }
             // Polled again while still armed (another branch of a `select!` woke the
             // task, say): nothing to redo, the registration stands.

@@ -413,7 +413,7 @@ impl Consumer {
         // batch happens before its next write of those slots.
         self.entry(view).cursor.store(next, Ordering::Release);
         if view.lossless {
-            // F_a of the batch: pairs with the producer's heavy F_w when it parks on
+            // F_a of the batch: pairs with the producer's F_w (`wait.rs`) when it parks on
             // `space` (wait.rs).
             light_fence!("rb_fa");
             if view.wake_space() {
@@ -465,7 +465,7 @@ impl Consumer {
         // happen before its next write of it.
         self.entry(view).cursor.store(next, Ordering::Release);
         if view.lossless {
-            // F_a: pairs with the producer's heavy F_w when it parks on `space`
+            // F_a: pairs with the producer's F_w (`wait.rs`) when it parks on `space`
             // (wait.rs), so it is light (barrier.rs).
             light_fence!("f_a");
             if view.wake_space() {

@@ -293,7 +293,7 @@ impl Shared {
                 .records
                 .store(records.wrapping_add(1), Ordering::Relaxed);
         }
-        // F_p: light; pairs with the receivers' heavy F_w (park).
+        // F_p: light; pairs with the receivers' F_w (park, `wait.rs`).
         light_fence!("mp_fp");
         if view.wake_data() {
             sweep_parked(view, &ProcLiveness);

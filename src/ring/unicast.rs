@@ -337,7 +337,7 @@ fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64, current: u64) ->
         )
         .is_ok();
     entry.claim.store(0, Ordering::Release);
-    // F_s, light: pairs with the producer's heavy F_w when it parks on `space`
+    // F_s, light: pairs with the producer's F_w (`wait.rs`) when it parks on `space`
     // (wait.rs, barrier.rs).
     light_fence!("uc_fs");
     if view.wake_space() {

@@ -7,7 +7,8 @@
 //! offset 512    Control       head | data futex | space futex | membership | read (5 x 128 B)
 //! offset 1152   receivers     max_receivers x ReceiverEntry (128 B each)
 //! then          producers     max_producers x ProducerEntry (128 B each; Channel only)
-//! page-aligned  slots         capacity x stride (stamp word + record words)
+//! page-aligned  slots         capacity x stride (stamp word + record words; below a
+//!                              cache line rounded to 16, 32 or 64 bytes)
 //! ```
 //!
 //! The header is written once, by the initialiser (see `open.rs`), and validated by

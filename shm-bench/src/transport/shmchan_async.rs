@@ -26,8 +26,9 @@ fn opts(lossless: bool) -> Opts {
     } else {
         Delivery::Overwrite
     };
-    // `Wait::Block` for the sides that stay synchronous (none here but the options must
-    // match between the ends); the async calls ignore the strategy.
+    // The async calls ignore the strategy; `Wait::Block` is what a receiver would use
+    // if it fell back to `recv`. (The wait strategy is not in the segment's header: the
+    // stream's synchronous producer below spins.)
     Opts::new(Family::Route, delivery, WaitKind::Block, false, 1)
 }
 
