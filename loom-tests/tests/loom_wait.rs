@@ -49,6 +49,20 @@ fn recv_one(
     }
 }
 
+/// One receiver (owner 100) waits for one record with `strategy` while the producer
+/// (owner 1) publishes it: the record and the receiver's poll count.
+fn one_record(ring: &Arc<HeapRing>, strategy: Wait) -> (Rec, usize) {
+    let view = ring.view();
+    let (mut rx, mut state) = join_reader(&view, 100);
+    let mut tx = attach_route(&view, 1);
+    let receiver = {
+        let ring = Arc::clone(ring);
+        thread::spawn(move || recv_one(&mut rx, &mut state, &ring, strategy))
+    };
+    send_block(&mut tx, &view, &rec(0));
+    receiver.join().expect("receiver")
+}
+
 /// A receiver that finds the ring empty parks (`Wait::Block`) while the producer
 /// publishes one record: whatever the interleaving, it wakes and gets the record
 /// (F_w against F_p). The producer wakes only a registered waiter: if it made the
@@ -58,17 +72,9 @@ fn recv_one(
 fn parked_receiver_always_wakes() {
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
-        let view = ring.view();
-        let (mut rx, mut state) = join_reader(&view, 100);
-        let mut tx = attach_route(&view, 1);
-        let receiver = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Block))
-        };
-        send_block(&mut tx, &view, &rec(0));
-        let (got, polls) = receiver.join().expect("receiver");
+        let (got, polls) = one_record(&ring, Wait::Block);
         assert_eq!(seq_of(got), 0);
-        let data = &view.ctl.data;
+        let data = &ring.view().ctl.data;
         let wakes = data.seq.load(Ordering::Relaxed);
         assert!(wakes <= 1);
         if wakes == 1 {
@@ -109,15 +115,8 @@ fn two_parked_receivers_both_wake() {
 fn no_wake_when_nobody_parks() {
     loom::model(|| {
         let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        assert_eq!(seq_of(one_record(&ring, Wait::Spin).0), 0);
         let view = ring.view();
-        let (mut rx, mut state) = join_reader(&view, 100);
-        let mut tx = attach_route(&view, 1);
-        let receiver = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Spin))
-        };
-        send_block(&mut tx, &view, &rec(0));
-        assert_eq!(seq_of(receiver.join().expect("receiver").0), 0);
         assert_eq!(view.ctl.data.seq.load(Ordering::Relaxed), 0, "a wake call");
         assert_eq!(
             view.ctl.data.waiters.load(Ordering::Relaxed) & WAITER_COUNT,
@@ -140,15 +139,7 @@ fn fenced_receiver_always_wakes() {
             .data
             .waiters
             .store(FENCED | FENCE_ASKED, Ordering::Relaxed);
-        let (mut rx, mut state) = join_reader(&view, 100);
-        let mut tx = attach_route(&view, 1);
-        let receiver = {
-            let ring = Arc::clone(&ring);
-            thread::spawn(move || recv_one(&mut rx, &mut state, &ring, Wait::Block))
-        };
-        send_block(&mut tx, &view, &rec(0));
-        let (got, _) = receiver.join().expect("receiver");
-        assert_eq!(seq_of(got), 0);
+        assert_eq!(seq_of(one_record(&ring, Wait::Block).0), 0);
         let waiters = view.ctl.data.waiters.load(Ordering::Relaxed);
         assert_eq!(waiters & WAITER_COUNT, 0);
     });
