@@ -110,6 +110,35 @@ fn dropped_futures_leave_no_registration() {
     assert_eq!(async_entries(), 0);
 }
 
+/// A future given a spin budget spends it, then sleeps, and is woken by the record
+/// that comes later; one dropped before its first poll, or after spinning and
+/// registering, leaves nothing behind.
+fn a_spin_budget_that_runs_out_then_sleeps() {
+    let name = unique_name("hooks-spin");
+    let _cleanup = Cleanup(name.clone());
+    let mut tx = builder(&name).sender().expect("sender");
+    let mut rx = builder(&name).receiver().expect("receiver");
+    drop(rx.recv_async().spin(Duration::from_micros(10)));
+    assert_eq!(async_entries(), 0, "an unpolled future left an entry");
+    {
+        let mut f = pin!(rx.recv_async().spin(Duration::from_micros(200)));
+        assert!(poll_once(f.as_mut()).is_pending(), "nothing was sent");
+        assert_eq!(data_waiters(&name), 1, "spent its budget, then registered");
+    }
+    assert_eq!(data_waiters(&name), 0, "a dropped spinner left its registration");
+    assert_eq!(async_entries(), 0, "a dropped spinner left its entry");
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(Rec::new(5)).expect("send");
+        tx
+    });
+    let got = pollster::block_on(rx.recv_async().spin(Duration::from_micros(50)));
+    assert_eq!(got.expect("the record sent after the spin"), Rec::new(5));
+    drop(sender.join().expect("sender thread"));
+    assert_eq!(data_waiters(&name), 0);
+    assert_eq!(async_entries(), 0);
+}
+
 /// While the async receiver finds records ready, the producer makes no wake call; once
 /// it is parked, the producer wakes it.
 fn no_wake_call_when_nobody_is_parked() {
@@ -279,6 +308,7 @@ fn counters_of_one_process() {
     // (the fallback's threads for the 200 segments take a second to exit).
     idle_receiver_uses_no_cpu();
     dropped_futures_leave_no_registration();
+    a_spin_budget_that_runs_out_then_sleeps();
     no_wake_call_when_nobody_is_parked();
     two_hundred_receivers_start_a_second_waker_thread();
     a_forked_child_gets_its_own_waker_thread();

@@ -88,10 +88,23 @@ mod waiter {
     /// How many spins between two reads of the clock while spending a spin budget.
     const SPINS_PER_CLOCK: u32 = 128;
 
-    /// The state of one waiting future between its polls: its registration on the
-    /// futex pair, its registry entry, and its spin budget.
+    /// The state of one waiting future between its polls: nothing (one null word) until
+    /// it first waits or is given a spin budget, then its [`WaitState`] on the heap.
+    ///
+    /// Building, checking and dropping a future whose record is ready touches this one
+    /// word: a `recv_async().await` that completes at once costs what `try_recv` costs
+    /// and a few instructions. The allocation happens only on the way to a sleep (a
+    /// registration, a fence and a system call dwarf it) or with [`Waiter::set_spin`];
+    /// it is freed when the wait ends.
     #[derive(Debug, Default)]
     pub(crate) struct Waiter {
+        state: Option<Box<WaitState>>,
+    }
+
+    /// A wait under way: its registration on the futex pair, its registry entry, and
+    /// its spin budget.
+    #[derive(Debug, Default)]
+    struct WaitState {
         park: ParkState,
         slot: Option<Slot>,
         /// When this wait began, or last ran the liveness checks.
@@ -105,39 +118,38 @@ mod waiter {
     impl Waiter {
         /// Sets the spin budget (before the first poll).
         pub(crate) fn set_spin(&mut self, spin: Duration) {
-            self.spin = spin;
+            self.state.get_or_insert_with(Box::default).spin = spin;
         }
 
         /// One poll of a future that waits on `parker(x)` for `attempt(x)` to give
-        /// something. `tick(x)`: ask for the liveness checks on the next attempt.
+        /// something (`Pending`: nothing yet). `tick(x)`: ask for the liveness checks
+        /// on the next attempt.
         ///
-        /// Inlined into each future: a future that has not waited yet (no registration,
-        /// no entry, no wait begun) tries once, and a ready record costs that attempt
-        /// and nothing of the waiting machinery below.
+        /// Inlined into each future: a future with no wait state (it has not waited,
+        /// or its wait is over) tries once and returns what the attempt gave, so that
+        /// a ready record costs that attempt and a test of one word, and moves once
+        /// (from the ring's copy into the output).
         #[inline(always)]
         pub(crate) fn poll<X: ?Sized, R>(
             &mut self,
             x: &mut X,
             cx: &mut Context<'_>,
             parker: impl for<'a> Fn(&'a X) -> Parker<'a>,
-            mut attempt: impl FnMut(&mut X) -> Option<R>,
+            mut attempt: impl FnMut(&mut X) -> Poll<R>,
             tick: impl FnOnce(&mut X),
         ) -> Poll<R> {
-            let tried = self.is_idle();
-            if tried {
-                if let Some(r) = attempt(x) {
-                    // `done` would find nothing to undo.
-                    return Poll::Ready(r);
-                }
+            let idle = self.state.is_none();
+            // Ready at once: nothing to undo (no registration, no entry). One place
+            // for the output whichever way it comes, so the record is not moved twice.
+            let mut got = if idle { attempt(x) } else { Poll::Pending };
+            if got.is_pending() {
+                let attempt = move |x: &mut X| match attempt(x) {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                };
+                got = self.poll_waiting(x, cx, parker, attempt, tick, idle);
             }
-            self.poll_waiting(x, cx, parker, attempt, tick, tried)
-        }
-
-        /// Not registered, no registry entry, no wait begun: a future that has not
-        /// waited yet, or whose wait is over.
-        #[inline(always)]
-        fn is_idle(&self) -> bool {
-            !self.park.is_registered() && self.slot.is_none() && self.since.is_none()
+            got
         }
 
         /// [`Waiter::poll`] past its first attempt (`tried`: made already).
@@ -150,10 +162,11 @@ mod waiter {
             tick: impl FnOnce(&mut X),
             tried: bool,
         ) -> Poll<R> {
-            if let Some(since) = self.since {
+            let st = self.state.get_or_insert_with(Box::default);
+            if let Some(since) = st.since {
                 if since.elapsed() >= IDLE_TICK {
                     tick(x);
-                    self.since = Some(Instant::now());
+                    st.since = Some(Instant::now());
                 }
             }
             // (`tried`: [`Waiter::poll`] has just made this attempt.)
@@ -164,8 +177,8 @@ mod waiter {
             }
             // Polled again while still armed (another branch of a `select!` woke the
             // task, say): nothing to redo, the registration stands.
-            if self.park.is_registered()
-                && self
+            if st.park.is_registered()
+                && st
                     .slot
                     .as_ref()
                     .is_some_and(|s| waker_thread::refresh(s, cx.waker()))
@@ -176,21 +189,21 @@ mod waiter {
             // `select!`): still registered since the fence that followed the load of
             // `expected`, so every progress since moves the word off it (`park.rs`),
             // and the same sleep can be armed again without a new fence.
-            if let (true, Some((word, expected, nap))) = (self.park.is_registered(), self.last) {
+            if let (true, Some((word, expected, nap))) = (st.park.is_registered(), st.last) {
                 // `Relaxed`: only compared; a stale value costs a spurious wake.
                 if parker(x).seq.load(Ordering::Relaxed) == expected {
                     let deadline = Instant::now() + nap;
-                    waker_thread::arm(&mut self.slot, word, expected, deadline, cx.waker());
+                    waker_thread::arm(&mut st.slot, word, expected, deadline, cx.waker());
                     return Poll::Pending;
                 }
             }
-            if !self.spin.is_zero() {
-                let budget = std::mem::take(&mut self.spin);
+            if !st.spin.is_zero() {
+                let budget = std::mem::take(&mut st.spin);
                 if let Some(r) = spin(x, budget, &mut attempt) {
                     return Poll::Ready(self.done(x, &parker, r));
                 }
             }
-            match self.park.poll(x, &parker, attempt) {
+            match st.park.poll(x, &parker, attempt) {
                 Step::Ready(r) => Poll::Ready(self.done(x, &parker, r)),
                 Step::Sleep {
                     word,
@@ -198,29 +211,30 @@ mod waiter {
                     covered,
                 } => {
                     let now = Instant::now();
-                    self.since.get_or_insert(now);
+                    st.since.get_or_insert(now);
                     // A waiter whose fence may not cover light notifiers sleeps briefly
                     // (`barrier.rs`, "degraded"); every sleep ends at the idle tick.
                     let nap = if covered { IDLE_TICK } else { DEGRADED_TICK };
-                    self.last = Some((word, expected, nap));
-                    waker_thread::arm(&mut self.slot, word, expected, now + nap, cx.waker());
+                    st.last = Some((word, expected, nap));
+                    waker_thread::arm(&mut st.slot, word, expected, now + nap, cx.waker());
                     Poll::Pending
                 }
             }
         }
 
+        /// The wait is over with `r`: unregisters, and frees the wait state.
         fn done<X: ?Sized, R>(
             &mut self,
             x: &X,
             parker: &impl for<'a> Fn(&'a X) -> Parker<'a>,
             r: R,
         ) -> R {
-            self.park.finish(x, parker);
-            if let Some(slot) = self.slot.take() {
-                waker_thread::cancel(slot, false);
+            if let Some(mut st) = self.state.take() {
+                st.park.finish(x, parker);
+                if let Some(slot) = st.slot.take() {
+                    waker_thread::cancel(slot, false);
+                }
             }
-            self.since = None;
-            self.last = None;
             r
         }
 
@@ -231,16 +245,13 @@ mod waiter {
             x: &X,
             parker: impl for<'a> Fn(&'a X) -> Parker<'a>,
         ) {
-            if self.is_idle() {
-                // Never waited, or finished: nothing to undo.
-                return;
+            // No wait state: never waited, or finished; nothing to undo.
+            if let Some(mut st) = self.state.take() {
+                st.park.finish(x, &parker);
+                if let Some(slot) = st.slot.take() {
+                    waker_thread::cancel(slot, true);
+                }
             }
-            self.park.finish(x, &parker);
-            if let Some(slot) = self.slot.take() {
-                waker_thread::cancel(slot, true);
-            }
-            self.since = None;
-            self.last = None;
         }
     }
 

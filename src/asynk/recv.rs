@@ -12,14 +12,15 @@ use super::Waiter;
 use crate::error::{RecvError, TryRecvError};
 use crate::receiver::Receiver;
 
-/// What a receive attempt came to: `None` while the ring is empty.
-fn outcome<R>(result: Result<R, TryRecvError>) -> Option<Result<R, RecvError>> {
+/// What a receive attempt came to: `Pending` while the ring is empty.
+#[inline(always)]
+fn outcome<R>(result: Result<R, TryRecvError>) -> Poll<Result<R, RecvError>> {
     match result {
-        Ok(value) => Some(Ok(value)),
-        Err(TryRecvError::Empty) => None,
-        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-        Err(TryRecvError::Disconnected) => Some(Err(RecvError::Disconnected)),
-        Err(TryRecvError::Evicted) => Some(Err(RecvError::Evicted)),
+        Ok(value) => Poll::Ready(Ok(value)),
+        Err(TryRecvError::Empty) => Poll::Pending,
+        Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
+        Err(TryRecvError::Disconnected) => Poll::Ready(Err(RecvError::Disconnected)),
+        Err(TryRecvError::Evicted) => Poll::Ready(Err(RecvError::Evicted)),
     }
 }
 

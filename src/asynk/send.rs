@@ -84,9 +84,9 @@ impl<T: Pod> Future for SendFuture<'_, T> {
             cx,
             space_parker,
             |tx| match tx.try_send(value) {
-                Ok(()) => Some(Ok(())),
-                Err(TrySendError::Full(_)) => None,
-                Err(TrySendError::Evicted(v)) => Some(Err(SendError::Evicted(v))),
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Full(_)) => Poll::Pending,
+                Err(TrySendError::Evicted(v)) => Poll::Ready(Err(SendError::Evicted(v))),
             },
             // `try_send` runs the liveness checks itself, once a tick.
             |_| {},
