@@ -29,6 +29,19 @@
 //!   entry with a nearer deadline may wait for the thread's current timeout, at most
 //!   one idle tick.
 //!
+//! # Yielding to the task
+//!
+//! A task is usually woken onto the CPU its thread last ran on, and when that is the
+//! waker thread's own CPU (a runtime thread pinned to a core, with the process's other
+//! threads beside it) the task runs only once the waker thread leaves the CPU: after it
+//! has rebuilt its list and gone back into `futex_waitv`, several microseconds later.
+//! An entry therefore records the CPU its future was armed from (`sched_getcpu`, read
+//! from the thread's rseq area), and a `futex_waitv` thread that has just woken a task
+//! armed from its own CPU yields (`sched_yield`) before it rebuilds its list, so the
+//! task runs first and the rebuild happens while it works or after it sleeps. A wake
+//! that arrives before the thread is back in `futex_waitv` is not lost: the word no
+//! longer holds the value the thread passes, so the call returns at once (`EAGAIN`).
+//!
 //! The threads never dereference a segment word: the addresses go to the kernel only,
 //! so an entry that outlives its segment (a future passed to `mem::forget`) costs an
 //! `EFAULT` or a spurious wake, never a read of unmapped memory; it fires at its
@@ -109,6 +122,9 @@ struct Entry {
     waker: Option<Waker>,
     /// Fired, and not armed since: its future has been woken and not polled again.
     fired: bool,
+    /// The CPU its future was last armed from (`-1`: unknown), where its task is likely
+    /// to run when woken.
+    cpu: i32,
 }
 
 impl Entry {
@@ -264,6 +280,7 @@ pub(crate) fn arm(
                 deadline,
                 waker: None,
                 fired: false,
+                cpu: -1,
             });
             *slot = Some(Slot {
                 registry,
@@ -278,6 +295,7 @@ pub(crate) fn arm(
     entry.expected = expected;
     entry.deadline = deadline;
     entry.fired = false;
+    entry.cpu = current_cpu();
     match &mut entry.waker {
         Some(w) => w.clone_from(waker),
         none => *none = Some(waker.clone()),
@@ -440,6 +458,44 @@ fn fire_where(
     );
 }
 
+/// Fires the armed entries of `thread` that `which` selects into `wake`: `true` if one
+/// of them was armed from the CPU this thread runs on.
+fn fire_into(
+    inner: &mut Inner,
+    thread: u64,
+    which: impl Fn(&Entry) -> bool,
+    wake: &mut Vec<Waker>,
+) -> bool {
+    let here = current_cpu();
+    let mut near = false;
+    for e in inner
+        .entries
+        .iter_mut()
+        .filter(|e| e.thread == thread && which(e))
+    {
+        if let Some(w) = e.fire() {
+            near |= here >= 0 && e.cpu == here;
+            wake.push(w);
+        }
+    }
+    near
+}
+
+/// The CPU the calling thread runs on, or `-1`.
+fn current_cpu() -> i32 {
+    // SAFETY: `sched_getcpu` takes nothing and writes no memory of ours (glibc reads it
+    // from the thread's rseq area, or through the vDSO's `getcpu`).
+    unsafe { libc::sched_getcpu() }
+}
+
+/// Gives the CPU to another runnable thread on it, if any.
+fn yield_cpu() {
+    // SAFETY: `sched_yield` takes nothing and cannot fail on Linux.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
 /// A `futex_waitv` thread.
 fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
     // (entry id, or `None` for a ghost; word; expected) of the words in the current
@@ -486,18 +542,13 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
         words.clear();
         words.push(WaitV::private(control, c));
         words.extend(list.iter().map(|&(_, w, v)| WaitV::shared(w, v)));
+        let mut near = false;
         match futex::waitv(&words, deadline) {
             Woke::Index(0) | Woke::TimedOut | Woke::Interrupted => {}
             Woke::Index(i) => {
                 if let Some(&(_, w, v)) = list.get(i - 1) {
                     let mut inner = lock(registry);
-                    wake.extend(
-                        inner
-                            .entries
-                            .iter_mut()
-                            .filter(|e| e.thread == me && e.word == w)
-                            .filter_map(Entry::fire),
-                    );
+                    near |= fire_into(&mut inner, me, |e| e.word == w, &mut wake);
                     if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
                         info.ghosts.retain(|g| g.word != w);
                         info.ghosts.push(Ghost {
@@ -521,18 +572,10 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
                     }
                     let mut inner = lock(registry);
                     // Entries armed on a listed ghost's value are fired with it.
-                    wake.extend(
-                        inner
-                            .entries
-                            .iter_mut()
-                            .filter(|e| {
-                                e.thread == me
-                                    && e.word == w
-                                    && e.expected == v
-                                    && id.is_none_or(|id| e.id == id)
-                            })
-                            .filter_map(Entry::fire),
-                    );
+                    let which = |e: &Entry| {
+                        e.word == w && e.expected == v && id.is_none_or(|id| e.id == id)
+                    };
+                    near |= fire_into(&mut inner, me, which, &mut wake);
                     if id.is_none() {
                         if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
                             info.ghosts.retain(|g| g.word != w || g.expected != v);
@@ -543,6 +586,11 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
         }
         // Wake the tasks now, before the next round rebuilds the list under the lock.
         wake.drain(..).for_each(Waker::wake);
+        if near {
+            // A task woken on this CPU runs only once this thread leaves it: let it run
+            // first ("Yielding to the task", above).
+            yield_cpu();
+        }
     }
 }
 
