@@ -141,6 +141,10 @@ pub enum Transport {
     ShmchanTokio {
         /// `Overflow::Block` (else `Overflow::Overwrite`).
         lossless: bool,
+        /// Ping-pong: the echo side answers with the blocking `recv` / `send`
+        /// (`Wait::Block`), so only the pings' replies are awaited. Streams are the same
+        /// either way (their producer is synchronous).
+        half: bool,
     },
     /// Unix domain stream socket, blocking.
     Uds,
@@ -294,10 +298,26 @@ pub const ALL: &[(&str, Transport)] = &[
         "shmchan-channel-unicast-spin-batch16",
         scb(C, UNICAST, Spin, 16),
     ),
-    ("shmchan-async-tokio", ShmchanTokio { lossless: false }),
+    (
+        "shmchan-async-tokio",
+        ShmchanTokio {
+            lossless: false,
+            half: false,
+        },
+    ),
     (
         "shmchan-async-tokio-lossless",
-        ShmchanTokio { lossless: true },
+        ShmchanTokio {
+            lossless: true,
+            half: false,
+        },
+    ),
+    (
+        "shmchan-async-tokio-half",
+        ShmchanTokio {
+            lossless: false,
+            half: true,
+        },
     ),
     ("uds", Uds),
     ("pipe", Pipe),
@@ -441,10 +461,16 @@ impl Transport {
                     String::new()
                 }
             ),
-            ShmchanTokio { lossless } => format!(
+            ShmchanTokio { lossless, half } => format!(
                 "Route<T>, broadcast Overflow::{}, recv_async (and send_async in ping-pong) \
-                 on a tokio current_thread runtime",
+                 on a tokio current_thread runtime{}",
                 if lossless { "Block" } else { "Overwrite" },
+                if half {
+                    "; in ping-pong on the pinging side only, the echo side blocks \
+                     (Wait::Block)"
+                } else {
+                    ""
+                },
             ),
             Uds => "Unix domain stream socket, blocking".into(),
             Pipe => "named pipe (FIFO), blocking".into(),
@@ -620,7 +646,13 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
                 shmchan::Opts::new(family, delivery, wait, loan, 1).style(style),
             )
         }
-        ShmchanTokio { lossless } => shmchan_async::duplex::<P>(ctx, side, lossless),
+        ShmchanTokio { lossless, half } => {
+            if half && side == Side::B {
+                shmchan::duplex::<P>(ctx, side, shmchan_async::opts(lossless))
+            } else {
+                shmchan_async::duplex::<P>(ctx, side, lossless)
+            }
+        }
         Uds => os::uds_duplex::<P>(ctx, side),
         Pipe => os::pipe_duplex::<P>(ctx, side),
         #[cfg(feature = "peers")]
@@ -637,7 +669,7 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
 fn lossless_stream(t: Transport, bench: Bench) -> bool {
     match t {
         Shmchan { delivery, .. } => delivery != Delivery::Overwrite,
-        ShmchanTokio { lossless } => lossless,
+        ShmchanTokio { lossless, .. } => lossless,
         _ => bench == Bench::Throughput,
     }
 }
@@ -682,7 +714,7 @@ pub fn producer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Tx<P>
             ctx,
             shmchan::Opts::new(family, delivery, wait, loan, t.batch()),
         ),
-        ShmchanTokio { lossless } => shmchan_async::producer::<P>(ctx, lossless),
+        ShmchanTokio { lossless, .. } => shmchan_async::producer::<P>(ctx, lossless),
         Uds => os::uds_producer::<P>(ctx),
         Pipe => os::pipe_producer::<P>(ctx),
         #[cfg(feature = "peers")]
@@ -715,7 +747,7 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             ctx,
             shmchan::Opts::new(family, delivery, wait, false, t.batch()).style(style),
         ),
-        ShmchanTokio { lossless } => shmchan_async::consumer::<P>(ctx, lossless),
+        ShmchanTokio { lossless, .. } => shmchan_async::consumer::<P>(ctx, lossless),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
         #[cfg(feature = "peers")]

@@ -20,7 +20,8 @@ use super::shmchan::{builder, lagged, wait_receivers, Opts};
 use super::{Ctx, Delivery, Duplex, Family, Got, Rx, Side, Tx, WaitKind};
 use crate::payload::Payload;
 
-fn opts(lossless: bool) -> Opts {
+/// The segments' options (also those of `shmchan-async-tokio-half`'s blocking echo side).
+pub(super) fn opts(lossless: bool) -> Opts {
     let delivery = if lossless {
         Delivery::Lossless
     } else {
