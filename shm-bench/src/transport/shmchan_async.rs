@@ -62,29 +62,34 @@ impl<P: Payload> Tx<P> for AsyncTx<P> {
     }
 }
 
+/// What the harness makes of a completed receive. Inlined into each path of
+/// `AsyncRx::recv`, so that the record goes straight from the future's output into
+/// `out` (as a task's `.await` hands it on), not through a merged temporary.
+#[inline(always)]
+fn take<P: Payload>(lossless: bool, got: Result<P, RecvError>, out: &mut P) -> Result<Got> {
+    match got {
+        Ok(v) => {
+            *out = v;
+            Ok(Got::Msg)
+        }
+        Err(RecvError::Lagged(n)) => lagged(lossless, n),
+        Err(e) => Err(anyhow!("shmchan recv_async: {e}")),
+    }
+}
+
 impl<P: Payload> Rx<P> for AsyncRx<P> {
     #[inline]
     fn recv(&mut self, out: &mut P) -> Result<Got> {
         let mut fut = std::pin::pin!(self.rx.recv_async());
-        let first = if self.inline_first {
-            fut.as_mut()
-                .poll(&mut std::task::Context::from_waker(Waker::noop()))
-        } else {
-            Poll::Pending
-        };
-        let got = match first {
-            Poll::Ready(got) => got,
-            // Polled again with the runtime's waker, which replaces the no-op one.
-            Poll::Pending => self.rt.block_on(fut),
-        };
-        match got {
-            Ok(v) => {
-                *out = v;
-                Ok(Got::Msg)
+        if self.inline_first {
+            let cx = &mut std::task::Context::from_waker(Waker::noop());
+            if let Poll::Ready(got) = fut.as_mut().poll(cx) {
+                return take(self.lossless, got, out);
             }
-            Err(RecvError::Lagged(n)) => lagged(self.lossless, n),
-            Err(e) => Err(anyhow!("shmchan recv_async: {e}")),
         }
+        // Polled (again) with the runtime's waker, which replaces the no-op one.
+        let got = self.rt.block_on(fut);
+        take(self.lossless, got, out)
     }
 }
 
