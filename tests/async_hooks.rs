@@ -125,7 +125,11 @@ fn a_spin_budget_that_runs_out_then_sleeps() {
         assert!(poll_once(f.as_mut()).is_pending(), "nothing was sent");
         assert_eq!(data_waiters(&name), 1, "spent its budget, then registered");
     }
-    assert_eq!(data_waiters(&name), 0, "a dropped spinner left its registration");
+    assert_eq!(
+        data_waiters(&name),
+        0,
+        "a dropped spinner left its registration"
+    );
     assert_eq!(async_entries(), 0, "a dropped spinner left its entry");
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
