@@ -206,6 +206,7 @@ fn ls_lists_segments_with_mode_type_and_receivers() {
     assert_eq!(q["type_name"], "Rec");
     assert_eq!(q["record_size"], 64);
     assert_eq!(q["capacity"], 1024);
+    assert_eq!(q["max_producers"], 0, "a Route has no producer table");
     assert_eq!(q["mode"], "Broadcast");
     assert_eq!(q["overflow"], "Overwrite");
     assert_eq!(q["receivers_alive"], 2);

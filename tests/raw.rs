@@ -263,6 +263,7 @@ fn inspect_reads_the_header_without_joining() {
         .capacity(32)
         .mode(Mode::Unicast)
         .max_receivers(3)
+        .max_producers(5)
         .receiver()
         .expect("receiver");
     let info = raw::inspect(&name).expect("inspect");
@@ -270,6 +271,7 @@ fn inspect_reads_the_header_without_joining() {
         (info.family, info.mode, info.overflow, info.capacity),
         (Family::Channel, Mode::Unicast, Overflow::Block, 32)
     );
+    assert_eq!((info.max_receivers, info.max_producers), (3, 5));
     assert_eq!(info.layout(), RecordLayout::of::<Rec>());
     assert_eq!(raw::inspect_path(&info.path).expect("by path"), info);
     // Inspecting took no receiver entry: the table still has room for 2 more.
@@ -282,16 +284,27 @@ fn inspect_reads_the_header_without_joining() {
         .capacity(32)
         .mode(Mode::Unicast)
         .max_receivers(3)
+        .max_producers(5)
         .receiver()
         .expect("second");
+    // Everything an opener needs is in the header: the table sizes too.
     let _c = raw::channel(&name, info.layout())
         .capacity(32)
         .mode(Mode::Unicast)
-        .max_receivers(3)
+        .max_receivers(info.max_receivers)
+        .max_producers(info.max_producers)
         .receiver()
         .expect("third, raw");
     drop((_rx, _b, _c));
     let _ = Route::<Rec>::remove(&name);
+
+    // A Route has one producer and no producer table.
+    let route = unique_name("raw-inspect-route");
+    let _r = Route::<Rec>::builder(&route).receiver().expect("route");
+    let info = raw::inspect(&route).expect("inspect route");
+    assert_eq!((info.family, info.max_producers), (Family::Route, 0));
+    drop(_r);
+    let _ = Route::<Rec>::remove(&route);
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shmchan::raw::{RawError, RawReceiver};
-use shmchan::stats::SegmentInfo;
-use shmchan::{Mode, OpenError, Overflow, RecvTimeoutError};
+use shmchan::stats::{Family, SegmentInfo};
+use shmchan::{Mode, Overflow, RecvTimeoutError};
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
@@ -114,28 +114,11 @@ fn open_receiver(source: &SegmentRef, info: &SegmentInfo) -> Result<RawReceiver,
         .mode(info.mode)
         .overflow(info.overflow)
         .max_receivers(info.max_receivers);
-    match builder.clone().receiver() {
-        // The header's producer table size is not in `SegmentInfo`: take it from the
-        // mismatch and open again.
-        Err(OpenError::Mismatch {
-            field: "max_producers",
-            found,
-            ..
-        }) => match found.parse::<usize>() {
-            Ok(n) => builder
-                .max_producers(n)
-                .receiver()
-                .map_err(|e| source.error(e)),
-            Err(_) => Err(BridgeError::Segment {
-                name: source.name.clone(),
-                source: OpenError::InvalidOption {
-                    option: "max_producers",
-                    reason: format!("unreadable in the header: {found}"),
-                },
-            }),
-        },
-        r => r.map_err(|e| source.error(e)),
-    }
+    let builder = match info.family {
+        Family::Channel => builder.max_producers(info.max_producers),
+        Family::Route => builder,
+    };
+    builder.receiver().map_err(|e| source.error(e))
 }
 
 impl Exporter {

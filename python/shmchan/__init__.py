@@ -86,6 +86,7 @@ class SegmentInfo:
     record_align: int
     capacity: int
     max_receivers: int
+    max_producers: int
     file_len: int
     created_at: float
     creator_pid: int
@@ -210,6 +211,8 @@ def _open(kind: str, family: str, name: Optional[str], dtype: Any, schema: Optio
         for key in ("capacity", "mode", "overflow", "max_receivers"):
             if options.get(key) is None:
                 options[key] = getattr(info, key)
+        if family == info.family == "channel" and options.get("max_producers") is None:
+            options["max_producers"] = info.max_producers
     else:
         dt = record_dtype(dtype)
         schema = _schema_for(dtype, dt, schema)

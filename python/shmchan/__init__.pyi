@@ -37,6 +37,7 @@ class SegmentInfo:
     record_align: int
     capacity: int
     max_receivers: int
+    max_producers: int
     file_len: int
     created_at: float
     creator_pid: int

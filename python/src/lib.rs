@@ -610,6 +610,7 @@ fn inspect<'py>(
     d.set_item("record_align", info.record_align)?;
     d.set_item("capacity", info.capacity)?;
     d.set_item("max_receivers", info.max_receivers)?;
+    d.set_item("max_producers", info.max_producers)?;
     d.set_item("file_len", info.file_len)?;
     let created = info
         .created_at

@@ -216,6 +216,19 @@ def test_ctypes_structures_and_inspect(name):
     assert np.frombuffer(raw.recv(timeout=5).tobytes(), TICK)["seq"][0] == 5
 
 
+def test_a_channel_opened_without_a_dtype_takes_its_table_sizes_from_the_header(name):
+    tx = shmchan.Channel.sender(name, np.uint64, max_producers=8, max_receivers=4)
+    info = shmchan.inspect(name)
+    assert (info.family, info.max_producers, info.max_receivers) == ("channel", 8, 4)
+    rx = shmchan.Channel.receiver(name)  # no dtype: layout and options from the header
+    tx.send(np.uint64(42))
+    assert np.frombuffer(rx.recv(timeout=5).tobytes(), np.uint64)[0] == 42
+    with pytest.raises(shmchan.Mismatch, match="max_producers"):
+        shmchan.Channel.receiver(name, np.uint64, max_receivers=4, max_producers=16)
+    rx.close()
+    tx.close()
+
+
 def test_missing_segments_options_and_closed_handles(name):
     with pytest.raises(FileNotFoundError):
         shmchan.inspect(name)

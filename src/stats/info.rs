@@ -50,6 +50,11 @@ pub struct SegmentInfo {
     pub capacity: u64,
     /// Size of the receiver table.
     pub max_receivers: usize,
+    /// Size of the producer table of a [`Channel`](crate::Channel) (`0` for a
+    /// [`Route`](crate::Route), which has one producer). Opening a `Channel` takes the
+    /// same value (`Builder::max_producers`), or is refused with
+    /// [`OpenError::Mismatch`](crate::OpenError::Mismatch).
+    pub max_producers: usize,
     /// Bytes of the segment file.
     pub file_len: u64,
     /// When the segment was (last) initialised.

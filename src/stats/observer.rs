@@ -99,6 +99,8 @@ impl Observer {
             record_align: usize::try_from(fp.record_align).unwrap_or(usize::MAX),
             capacity: fp.capacity,
             max_receivers: header.layout.max_receivers,
+            // Validated against the file's length when the layout was computed.
+            max_producers: header.layout.max_producers,
             file_len: header.layout.total_len as u64,
             created_at: SystemTime::UNIX_EPOCH
                 .checked_add(Duration::from_nanos(header.created_at_ns))

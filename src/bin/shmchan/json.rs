@@ -28,6 +28,7 @@ pub(crate) fn stats_json(
         "record_align": info.record_align,
         "capacity": info.capacity,
         "max_receivers": info.max_receivers,
+        "max_producers": info.max_producers,
         "file_len": info.file_len,
         "created_at": humantime::format_rfc3339_seconds(info.created_at).to_string(),
         "created_at_unix_ns": info

@@ -146,11 +146,15 @@ fn stat_text(s: &mut String, t: &Target, info: &SegmentInfo, st: &Stats, r: &Rat
         (
             "mode",
             format!(
-                "{:?}, {:?}; {} slots, {} receiver entries, {}",
+                "{:?}, {:?}; {} slots, {} receiver entries, {}{}",
                 info.mode,
                 info.overflow,
                 info.capacity,
                 info.max_receivers,
+                match info.family {
+                    Family::Channel => format!("{} producer entries, ", info.max_producers),
+                    Family::Route => String::new(),
+                },
                 bytes(info.file_len)
             ),
         ),
