@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shmchan::{Overflow, RecvTimeoutError, Route};
+use shmchan::{Channel, Overflow, RecvTimeoutError, Route};
 use shmchan_bridge::{
     BridgeError, ExportConfig, Exporter, ImportConfig, ImportEnd, Importer, Network, SegmentRef,
 };
@@ -272,6 +272,47 @@ fn a_million_records_arrive_in_order_without_gap() {
         let log = far.join().expect("far reader");
         assert!(log.lagged.is_empty(), "gaps in a lossless stream: {log:?}");
         assert!(log.received >= 1_000_000, "{log:?}");
+        assert_eq!(exporter.stop().expect("exporter").lagged, 0);
+        assert_eq!(importer.stop().expect("importer"), ImportEnd::Stopped);
+    });
+}
+
+/// A `Channel` source whose producer table is not the default size: the exporter opens
+/// it with the size its header gives, and the mirror (a `Route`) gets every record.
+#[test]
+fn a_channel_source_with_its_own_producer_table_size() {
+    bounded(Duration::from_secs(120), || {
+        let p = Pair::new();
+        let mut tx = Channel::<u64>::builder("chan")
+            .path(p.a.path("chan"))
+            .capacity(1 << 12)
+            .overflow(Overflow::Block)
+            .max_producers(5)
+            .sender()
+            .expect("channel source");
+        let exporter = p.export("chan", true);
+        let importer = Importer::start(p.import_config("chan")).expect("importer");
+        let last = Arc::new(AtomicU64::new(u64::MAX));
+        let seen = Progress::new();
+        let far = far_reader(
+            p.b.path("chan"),
+            "chan",
+            last.clone(),
+            seen.clone(),
+            1 << 12,
+            Overflow::Block,
+        );
+        let mut next = 0;
+        warm_up(&mut tx, &mut next, &seen);
+        let end = next + 10_000;
+        last.store(end - 1, Ordering::Relaxed);
+        while next < end {
+            tx.send(next).expect("send");
+            next += 1;
+        }
+        let log = far.join().expect("far reader");
+        assert!(log.lagged.is_empty(), "gaps in a lossless stream: {log:?}");
+        assert_eq!(log.received, end - log.first.expect("first"));
         assert_eq!(exporter.stop().expect("exporter").lagged, 0);
         assert_eq!(importer.stop().expect("importer"), ImportEnd::Stopped);
     });
