@@ -15,12 +15,15 @@
 //! * **`futex_waitv`** (Linux 5.16+): a thread waits on the words of up to 127 entries
 //!   and on a private *control word* in one call (the kernel takes at most 128 words);
 //!   the 128th entry starts another thread. Arming an entry bumps its thread's control
-//!   word and wakes it, so the thread rebuilds its list. When the call says which word
-//!   was woken, the entries on that word fire; when it says only that some word moved
-//!   (`EAGAIN`), a zero-timeout `FUTEX_WAIT` on each word tells which. After a wake
-//!   the thread goes on watching the word at the next value for an idle tick (a
-//!   *ghost*, [`Ghost`]), so that the next future on it, which usually expects that
-//!   value, is armed without a control wake.
+//!   word and wakes it, so the thread rebuilds its list; not while the thread is between
+//!   two calls, handling a wake, since it rebuilds its list before it waits again. When
+//!   the call says which word was woken, the entries on that word fire; when it says
+//!   only that some word moved (`EAGAIN`), a zero-timeout `FUTEX_WAIT` on each word
+//!   tells which. After a wake the thread goes on watching the word at the next value
+//!   for an idle tick (a *ghost*, [`Ghost`]), so that the next future on it, which
+//!   usually expects that value, is armed without a control wake. A ghost is left out
+//!   of a call while an armed entry watches its word: at another value it would make
+//!   the call fail at once.
 //! * **Fallback** where the kernel refuses `futex_waitv` (`ENOSYS`, or `EPERM` from a
 //!   seccomp profile): one thread per futex word, in plain `FUTEX_WAIT`, which exits
 //!   after a second without entries. It needs no control word: an entry armed on its
@@ -148,6 +151,9 @@ struct ThreadInfo {
     ghosts: Vec<Ghost>,
     /// `futex_waitv` threads: the timeout of the call it is in (or about to make).
     waiting_until: Option<Instant>,
+    /// `futex_waitv` threads: `false` from a wake it is handling until its next
+    /// rebuild, which lists every entry armed meanwhile (so arming needs no wake).
+    in_call: bool,
     /// Entries it serves (armed or not).
     entries: usize,
 }
@@ -305,6 +311,9 @@ pub(crate) fn arm(
         return;
     };
     match registry.mode {
+        // The thread is between two calls (handling a wake, or just started): its next
+        // rebuild, under this lock, lists this entry.
+        Mode::Waitv if !info.in_call => {}
         // The thread's current call already watches this word at this value, and ends
         // no later than this entry's deadline: it will fire the entry.
         Mode::Waitv
@@ -425,6 +434,7 @@ fn thread_for(registry: &'static Registry, inner: &mut Inner, word: usize) -> u6
         idle,
         ghosts: Vec::new(),
         waiting_until: None,
+        in_call: false,
         entries: 1,
     });
     id
@@ -526,14 +536,18 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
             if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
                 info.ghosts.retain(|g| g.until > now);
                 for g in &mut info.ghosts {
-                    let dup = list.iter().any(|&(_, w, v)| w == g.word && v == g.expected);
-                    g.listed = !dup && list.len() < WAITV_MAX - 1;
+                    // An armed entry on the word watches it already. Listing the ghost
+                    // too, at another value, would fail the call at once (`EAGAIN`: the
+                    // word cannot hold both values) and cost a probe per listed word.
+                    let watched = list.iter().any(|&(_, w, _)| w == g.word);
+                    g.listed = !watched && list.len() < WAITV_MAX - 1;
                     if g.listed {
                         list.push((None, g.word, g.expected));
                         deadline = Some(deadline.map_or(g.until, |d| d.min(g.until)));
                     }
                 }
                 info.waiting_until = deadline;
+                info.in_call = true;
             }
             // `Relaxed`: read under the lock that `arm` bumps it under.
             (control.load(Ordering::Relaxed), deadline)
@@ -550,6 +564,8 @@ fn run_waitv(registry: &'static Registry, me: u64, control: &AtomicU32) {
                     let mut inner = lock(registry);
                     near |= fire_into(&mut inner, me, |e| e.word == w, &mut wake);
                     if let Some(info) = inner.threads.iter_mut().find(|t| t.id == me) {
+                        // It rebuilds its list before it waits again.
+                        info.in_call = false;
                         info.ghosts.retain(|g| g.word != w);
                         info.ghosts.push(Ghost {
                             word: w,
