@@ -283,24 +283,25 @@ impl<T: Pod> futures_core::Stream for RecvStream<T> {
         if this.ended {
             return Poll::Ready(None);
         }
-        let got = std::task::ready!(this.waiter.poll(
+        // The attempt gives the item itself, so a ready record moves once, into the
+        // stream's output (as `recv_async`'s does).
+        let item = this.waiter.poll(
             receiver,
             cx,
             data_parker,
-            |rx| outcome(rx.try_recv()),
+            |rx| match rx.try_recv() {
+                Ok(value) => Poll::Ready(Some(Ok(value))),
+                Err(TryRecvError::Empty) => Poll::Pending,
+                Err(TryRecvError::Lagged(n)) => Poll::Ready(Some(Err(RecvError::Lagged(n)))),
+                Err(TryRecvError::Disconnected) => Poll::Ready(None),
+                Err(TryRecvError::Evicted) => Poll::Ready(Some(Err(RecvError::Evicted))),
+            },
             Receiver::check_liveness_next,
-        ));
-        Poll::Ready(match got {
-            Err(RecvError::Disconnected) => {
-                this.ended = true;
-                None
-            }
-            Err(RecvError::Evicted) => {
-                this.ended = true;
-                Some(Err(RecvError::Evicted))
-            }
-            item => Some(item),
-        })
+        );
+        if let Poll::Ready(None | Some(Err(RecvError::Evicted))) = item {
+            this.ended = true;
+        }
+        item
     }
 }
 

@@ -145,6 +145,9 @@ pub enum Transport {
         /// (`Wait::Block`), so only the pings' replies are awaited. Streams are the same
         /// either way (their producer is synchronous).
         half: bool,
+        /// Receives through `Receiver::into_stream` (`Stream::poll_next`, one waiter
+        /// kept across records) instead of a `recv_async` future per record.
+        stream: bool,
     },
     /// Unix domain stream socket, blocking.
     Uds,
@@ -303,6 +306,7 @@ pub const ALL: &[(&str, Transport)] = &[
         ShmchanTokio {
             lossless: false,
             half: false,
+            stream: false,
         },
     ),
     (
@@ -310,6 +314,15 @@ pub const ALL: &[(&str, Transport)] = &[
         ShmchanTokio {
             lossless: true,
             half: false,
+            stream: false,
+        },
+    ),
+    (
+        "shmchan-async-tokio-stream-lossless",
+        ShmchanTokio {
+            lossless: true,
+            half: false,
+            stream: true,
         },
     ),
     (
@@ -317,6 +330,7 @@ pub const ALL: &[(&str, Transport)] = &[
         ShmchanTokio {
             lossless: false,
             half: true,
+            stream: false,
         },
     ),
     ("uds", Uds),
@@ -461,10 +475,19 @@ impl Transport {
                     String::new()
                 }
             ),
-            ShmchanTokio { lossless, half } => format!(
-                "Route<T>, broadcast Overflow::{}, recv_async (and send_async in ping-pong) \
+            ShmchanTokio {
+                lossless,
+                half,
+                stream,
+            } => format!(
+                "Route<T>, broadcast Overflow::{}, {} (and send_async in ping-pong) \
                  on a tokio current_thread runtime{}",
                 if lossless { "Block" } else { "Overwrite" },
+                if stream {
+                    "into_stream() polled with poll_next"
+                } else {
+                    "recv_async"
+                },
                 if half {
                     "; in ping-pong on the pinging side only, the echo side blocks \
                      (Wait::Block)"
@@ -646,11 +669,15 @@ pub fn duplex<P: Payload>(t: Transport, ctx: &mut Ctx, side: Side) -> Result<Dup
                 shmchan::Opts::new(family, delivery, wait, loan, 1).style(style),
             )
         }
-        ShmchanTokio { lossless, half } => {
+        ShmchanTokio {
+            lossless,
+            half,
+            stream,
+        } => {
             if half && side == Side::B {
                 shmchan::duplex::<P>(ctx, side, shmchan_async::opts(lossless))
             } else {
-                shmchan_async::duplex::<P>(ctx, side, lossless)
+                shmchan_async::duplex::<P>(ctx, side, lossless, stream)
             }
         }
         Uds => os::uds_duplex::<P>(ctx, side),
@@ -747,7 +774,9 @@ pub fn consumer<P: Payload>(t: Transport, ctx: &mut Ctx) -> Result<Box<dyn Rx<P>
             ctx,
             shmchan::Opts::new(family, delivery, wait, false, t.batch()).style(style),
         ),
-        ShmchanTokio { lossless, .. } => shmchan_async::consumer::<P>(ctx, lossless),
+        ShmchanTokio {
+            lossless, stream, ..
+        } => shmchan_async::consumer::<P>(ctx, lossless, stream),
         Uds => os::uds_consumer::<P>(ctx),
         Pipe => os::pipe_consumer::<P>(ctx),
         #[cfg(feature = "peers")]

@@ -8,12 +8,17 @@
 //! runtime, as a task looping over `recv_async().await` does: a record that is ready
 //! costs the future's poll and not a runtime entry, so the stream compares the async
 //! receiver with a `try_recv` loop (`shmchan-spin-lossless-try`) alone.
+//! `shmchan-async-tokio-stream-lossless` receives through `Receiver::into_stream`
+//! instead (`Stream::poll_next`: one waiter kept across records, no future per record).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::task::{Poll, Waker};
 
+use futures_core::Stream;
+
 use anyhow::{anyhow, Context, Result};
-use shmchan::{Receiver, RecvError, Sender};
+use shmchan::{Receiver, RecvError, RecvStream, Sender};
 use tokio::runtime::{Builder, Runtime};
 
 use super::shmchan::{builder, lagged, wait_receivers, Opts};
@@ -93,8 +98,73 @@ impl<P: Payload> Rx<P> for AsyncRx<P> {
     }
 }
 
+/// A receiver that takes its records from `Receiver::into_stream`: one waiter kept
+/// across records, no future built per record.
+struct StreamRx<P: Payload> {
+    rt: Runtime,
+    stream: RecvStream<P>,
+    lossless: bool,
+    /// Poll once in place (with a no-op waker) before `block_on`, as `AsyncRx`.
+    inline_first: bool,
+}
+
+impl<P: Payload> Rx<P> for StreamRx<P> {
+    #[inline]
+    fn recv(&mut self, out: &mut P) -> Result<Got> {
+        if self.inline_first {
+            let cx = &mut std::task::Context::from_waker(Waker::noop());
+            if let Poll::Ready(item) = Pin::new(&mut self.stream).poll_next(cx) {
+                return match item {
+                    Some(got) => take(self.lossless, got, out),
+                    None => Err(anyhow!("shmchan stream ended")),
+                };
+            }
+        }
+        // Polled (again) with the runtime's waker, which replaces the no-op one.
+        let stream = &mut self.stream;
+        let item = self.rt.block_on(std::future::poll_fn(|cx| {
+            Pin::new(&mut *stream).poll_next(cx)
+        }));
+        match item {
+            Some(got) => take(self.lossless, got, out),
+            None => Err(anyhow!("shmchan stream ended")),
+        }
+    }
+}
+
+/// The receiving half of a ping-pong end or a stream: a `recv_async` future per record,
+/// or (`stream`) the receiver's `Stream`.
+fn async_rx<P: Payload>(
+    rx: Receiver<P>,
+    lossless: bool,
+    stream: bool,
+    inline_first: bool,
+) -> Result<Box<dyn Rx<P>>> {
+    let rt = runtime()?;
+    Ok(if stream {
+        Box::new(StreamRx {
+            rt,
+            stream: rx.into_stream(),
+            lossless,
+            inline_first,
+        })
+    } else {
+        Box::new(AsyncRx {
+            rt,
+            rx,
+            lossless,
+            inline_first,
+        })
+    })
+}
+
 /// Ping-pong: segment `ab` carries pings, `ba` pongs; both ends async.
-pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, lossless: bool) -> Result<Duplex<P>> {
+pub fn duplex<P: Payload>(
+    ctx: &mut Ctx,
+    side: Side,
+    lossless: bool,
+    stream: bool,
+) -> Result<Duplex<P>> {
     let o = opts(lossless);
     let (out, inp) = match side {
         Side::A => ("ab", "ba"),
@@ -110,12 +180,7 @@ pub fn duplex<P: Payload>(ctx: &mut Ctx, side: Side, lossless: bool) -> Result<D
     wait_receivers(&tx, 1, ctx.timeout)?;
     Ok((
         Box::new(AsyncTx { rt: runtime()?, tx }),
-        Box::new(AsyncRx {
-            rt: runtime()?,
-            rx,
-            lossless,
-            inline_first: false,
-        }),
+        async_rx(rx, lossless, stream, false)?,
     ))
 }
 
@@ -134,16 +199,11 @@ pub fn producer<P: Payload>(ctx: &mut Ctx, lossless: bool) -> Result<Box<dyn Tx<
     )
 }
 
-/// Stream receiver on segment `st` (`recv_async`).
-pub fn consumer<P: Payload>(ctx: &mut Ctx, lossless: bool) -> Result<Box<dyn Rx<P>>> {
+/// Stream receiver on segment `st` (`recv_async`, or with `stream` the `Stream`).
+pub fn consumer<P: Payload>(ctx: &mut Ctx, lossless: bool, stream: bool) -> Result<Box<dyn Rx<P>>> {
     let rx = builder::<P>(ctx, "st", opts(lossless))
         .receiver()
         .context("open shmchan receiver")?;
     ctx.sync()?;
-    Ok(Box::new(AsyncRx {
-        rt: runtime()?,
-        rx,
-        lossless,
-        inline_first: true,
-    }))
+    async_rx(rx, lossless, stream, true)
 }
