@@ -442,13 +442,7 @@ fn thread_for(registry: &'static Registry, inner: &mut Inner, word: usize) -> u6
 
 /// Fires the armed entries of `thread` whose deadline has passed.
 fn fire_expired(inner: &mut Inner, thread: u64, now: Instant, wake: &mut Vec<Waker>) {
-    wake.extend(
-        inner
-            .entries
-            .iter_mut()
-            .filter(|e| e.thread == thread && e.deadline <= now)
-            .filter_map(Entry::fire),
-    );
+    fire_into(inner, thread, |e| e.deadline <= now, wake);
 }
 
 /// Fires the armed entries of `thread` that `which` selects.
@@ -458,14 +452,7 @@ fn fire_where(
     which: impl Fn(&Entry) -> bool,
     wake: &mut Vec<Waker>,
 ) {
-    let mut inner = lock(registry);
-    wake.extend(
-        inner
-            .entries
-            .iter_mut()
-            .filter(|e| e.thread == thread && which(e))
-            .filter_map(Entry::fire),
-    );
+    fire_into(&mut lock(registry), thread, which, wake);
 }
 
 /// Fires the armed entries of `thread` that `which` selects into `wake`: `true` if one
