@@ -126,7 +126,10 @@ impl<T: Pod> Receiver<T> {
     ///   sender rewrites its slot and the reference stays valid; a slow holder holds
     ///   the senders back, as a slow receiver does, and a process that dies holding
     ///   one is evicted (unicast: the record is delivered to another receiver) as
-    ///   today. Keep guards short.
+    ///   today. Keep guards short. A unicast record rescued that way, from a receiver
+    ///   that died holding or copying it, comes as a copy (consumed at once, so that
+    ///   no second rescuer can deliver it too): [`RecvRef::is_in_place`] is then
+    ///   `false`.
     /// * **`Overflow::Overwrite`**: a sender may rewrite any slot at any time, so a
     ///   reference into the ring could never be sound. The guard then holds a copy
     ///   made as by [`Receiver::recv`] ([`RecvRef::is_in_place`] says which), so code
@@ -323,7 +326,8 @@ impl<T: Pod> Receiver<T> {
 }
 
 /// A record received in place by [`Receiver::recv_ref`]: derefs to the record; dropping
-/// it lets go of the record. In `Overflow::Overwrite` mode it holds a copy instead.
+/// it lets go of the record. In `Overflow::Overwrite` mode (and for a unicast record
+/// rescued from a receiver that died) it holds a copy instead.
 pub struct RecvRef<'a, T: Pod> {
     inner: Held<'a, T>,
 }
@@ -348,6 +352,20 @@ impl<'a, T: Pod> RecvRef<'a, T> {
 
     /// Record `seq`, held by `rx` (`RawReceiver::hold`).
     fn held(rx: &'a mut RawReceiver, seq: u64) -> Self {
+        // A unicast record rescued from a receiver that died is held as a copy, settled
+        // already (`ring/unicast.rs`, "A receiver that dies holding a record"): the
+        // guard takes the copy and lets go at once.
+        let copied = rx.held_copy(seq).map(|bytes| {
+            let mut value = T::zeroed();
+            let dst = bytemuck::bytes_of_mut(&mut value);
+            let n = dst.len().min(bytes.len());
+            dst[..n].copy_from_slice(&bytes[..n]);
+            value
+        });
+        if let Some(value) = copied {
+            rx.release(seq);
+            return RecvRef::copied(value);
+        }
         let ptr = rx.record_ptr(seq).cast::<T>().cast_mut();
         match NonNull::new(ptr) {
             Some(ptr) if ptr.is_aligned() => RecvRef {
@@ -369,7 +387,8 @@ impl<'a, T: Pod> RecvRef<'a, T> {
     }
 
     /// Whether the record is read where it lies in the segment (lossless modes), not a
-    /// copy (`Overflow::Overwrite`).
+    /// copy (`Overflow::Overwrite`, or a unicast record rescued from a receiver that
+    /// died).
     pub fn is_in_place(&self) -> bool {
         matches!(self.inner, Held::InPlace { .. })
     }
@@ -380,22 +399,23 @@ impl<T: Pod> Deref for RecvRef<'_, T> {
 
     fn deref(&self) -> &T {
         match &self.inner {
-            // SAFETY: `ptr` is non-null and aligned (checked in `held`) and points at
-            // the `size_of::<T>()` bytes (the segment's record size, validated at open)
-            // of record `seq` in this process's mapping, which lives as long as the
-            // receiver `rx` this guard borrows. The receiver holds `seq` until the
-            // guard drops: its broadcast cursor stays at `seq` (lossless senders never
-            // write a slot before every live cursor is past its previous record:
-            // `ring/gate.rs`), or as a unicast taker it has claimed `seq` and not
-            // settled it (senders wait for the settled stamp, rescuers skip a live
-            // taker's claim: `ring/unicast.rs`). So no process writes these bytes
-            // while the reference lives, and reading them through a shared reference
-            // races with nothing: other readers only read. (A peer that breaks the
-            // protocol, e.g. by overwriting this receiver's owner word so that a sender
-            // evicts it, could write them; the protocol's guarantees assume peers that
-            // follow it, as do all of a lossless segment's.) The words are `AtomicU64`
-            // (`UnsafeCell`), so reading them through a pointer derived from a shared
-            // reference is allowed. Any bytes are a valid `T: Pod`.
+            // SAFETY: `ptr` is non-null and aligned (checked in `held`) and points at the
+            // `size_of::<T>()` bytes (the segment's record size, validated at open) of
+            // record `seq` in this process's mapping, which lives as long as the receiver
+            // `rx` this guard borrows. The receiver holds `seq` until the guard drops: its
+            // broadcast cursor stays at `seq` (lossless senders never write a slot before
+            // every live cursor is past its previous record: `ring/gate.rs`), or as a
+            // unicast taker it has claimed `seq` (C2, which only one receiver wins) and not
+            // settled it (senders wait for the settled stamp, rescuers skip a live taker's
+            // claim, and a record a rescuer took is never held in place but as a copy, in
+            // `held` above: `ring/unicast.rs`). So no process writes these bytes while the
+            // reference lives, and reading them through a shared reference races with
+            // nothing: other readers only read. (A peer that breaks the protocol, e.g. by
+            // overwriting this receiver's owner word so that a sender evicts it, could
+            // write them; the protocol's guarantees assume peers that follow it, as do all
+            // of a lossless segment's.) The words are `AtomicU64` (`UnsafeCell`), so
+            // reading them through a pointer derived from a shared reference is allowed.
+            // Any bytes are a valid `T: Pod`.
             Held::InPlace { ptr, .. } => unsafe { ptr.as_ref() },
             Held::Copied(value) => value,
         }

@@ -220,6 +220,45 @@ fn a_unicast_holder_killed_has_its_record_rescued_once() {
     let _ = Route::<Rec>::remove(&name);
 }
 
+/// A unicast receiver process killed while holding a record in place (between C2 and
+/// C3), rescued by a receiver waiting in `recv_ref`: the rescuer gets the record as a
+/// private copy, settled at once (a hold in place would not be exclusive: another
+/// rescuer could copy and settle it, and the sender rewrite it under the reference),
+/// so the sender reuses its slot while the guard lives and the guard still reads
+/// record 0, intact.
+#[test]
+fn a_unicast_holder_killed_has_its_record_rescued_by_recv_ref_as_a_copy() {
+    let name = unique_name("ref-kill-uref");
+    let vars = [("NAME", name.clone()), ("MODE", "unicast".to_owned())];
+    let mut holder = spawn(ENTRY, "holder", &vars);
+    holder.expect_line("READY", SHORT);
+    let mut tx = unicast(&name).sender().expect("sender");
+    tx.send(Rec::new(0)).expect("send");
+    assert_eq!(holder.expect_line("HOLDING", SHORT), "HOLDING 0");
+    let mut rx = unicast(&name).receiver().expect("receiver");
+    holder.kill9();
+    {
+        let rescued = rx.recv_ref_timeout(TICK_WAIT).expect("rescued");
+        assert_eq!(rescued.seq, 0);
+        assert!(!rescued.is_in_place(), "a rescued record is held as a copy");
+        tx.send(Rec::new(1)).expect("send");
+        tx.try_send(Rec::new(2))
+            .expect("record 0's slot is free while its copy is held");
+        assert!(
+            rescued.is_intact() && rescued.seq == 0,
+            "unchanged while held"
+        );
+    }
+    let mut got = Vec::new();
+    while let Ok(r) = rx.try_recv_ref() {
+        assert!(r.is_intact() && r.is_in_place());
+        got.push(r.seq);
+    }
+    assert_eq!(got, [1, 2]);
+    drop((tx, rx));
+    let _ = Route::<Rec>::remove(&name);
+}
+
 /// Word `k` of large record `i`.
 fn large_word(i: u64, k: usize) -> u64 {
     i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k as u64

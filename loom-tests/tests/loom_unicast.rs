@@ -4,8 +4,9 @@
 //! `ring::producer::Producer`, sending through the shipped `ring::send::send` or
 //! `try_send`; workers are unicast `Reader`s receiving through `ring::recv::recv` or
 //! `ring::recv::poll` (with `check_liveness` to rescue a record whose taker died
-//! between C2 and C3). A worker that must die at an exact point is written by hand
-//! (`take_and_die`).
+//! between C2 and C3), or holding what they take as `Receiver::recv_ref` does
+//! (`ring::recv::poll_hold`). A worker that must die at an exact point is written by
+//! hand (`take_and_die`).
 #![cfg(loom)]
 
 use loom::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ use shmchan::process::Liveness;
 use shmchan::ring::producer::{Begin, Producer};
 use shmchan::ring::reader::Reader;
 use shmchan::ring::record::GapMarker;
-use shmchan::ring::recv::{poll, RecvState};
+use shmchan::ring::recv::{poll, poll_hold, RecvState};
 use shmchan::ring::send::SendFail;
 use shmchan::ring::{HeapRing, RingView};
 use shmchan::{RecvTimeoutError, TryRecvError};
@@ -389,6 +390,92 @@ fn unicast_taker_dies_racing_a_live_taker() {
         got.extend(take_or_rescue(&mut live, &mut state, &view, &Dead(1)));
         assert_eq!(got, [1], "record 0 lost or duplicated");
     });
+}
+
+/// One poll with `check_liveness` (an oracle calling worker 1 dead) by an idle worker,
+/// holding what it takes as `recv_ref` does (`poll_hold`) or copying it as `recv`
+/// does (`poll`). What it delivered (a holder's record read through its hold, as the
+/// guard reads it) and the sequence number it holds.
+fn rescue_poll(
+    w: &mut Reader,
+    state: &mut RecvState,
+    view: &RingView<'_>,
+    holds: bool,
+) -> (Option<Rec>, Option<u64>) {
+    let result = if holds {
+        poll_hold(view, w, state, true, &Dead(1))
+            .map(|seq| (w.read_held::<Rec>(view, seq), Some(seq)))
+    } else {
+        poll::<Rec>(view, w, state, true, &Dead(1)).map(|v| (v, None))
+    };
+    match result {
+        Ok((v, seq)) => (Some(v), seq),
+        Err(TryRecvError::Empty) => (None, None),
+        Err(e) => panic!("rescuer got {e:?}"),
+    }
+}
+
+/// Record 0 is published; worker 1 takes it (C1, C2) and dies before settling it.
+/// Workers 2 and 3, idle, rescue it at the same time, one poll each with
+/// `check_liveness`, holding it (`recv_ref`) or copying it (`recv`) as `holds` says.
+/// Afterwards the sender sends records 1 and 2, record 2 going into record 0's slot if
+/// that was freed, and a worker that holds record 0 reads it again before letting go.
+/// Record 0 is delivered exactly once (`rescued` counts it once), and a held record
+/// still reads as record 0: the hold is not settled or rewritten under its holder.
+/// (A rescuer that held the slot in place without C3, weakened at `uc_hold_copy`,
+/// delivers it twice; so does a C3 that is a plain store, weakened at `uc_c3`.)
+fn rescue_race(holds: [bool; 2]) {
+    loom::model(move || {
+        let ring = ring(2, 3, 0);
+        let view = ring.view();
+        let mut tx = attach_route(&view, SENDER);
+        try_send_now(&mut tx, &view, &1u64).expect("room");
+        let _doomed = join_reader(&view, 1);
+        assert_eq!(take_and_die(&view, 1), Some(0));
+        let (mut a, mut sa) = join_reader(&view, 2);
+        let (mut b, mut sb) = join_reader(&view, 3);
+        let other = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let got = rescue_poll(&mut b, &mut sb, &ring.view(), holds[1]);
+                (b, got)
+            })
+        };
+        let got_a = rescue_poll(&mut a, &mut sa, &view, holds[0]);
+        let (mut b, got_b) = other.join().expect("rescuer");
+        try_send_now(&mut tx, &view, &2u64).expect("room");
+        // Succeeds only if record 0's slot was freed (settled).
+        let _ = try_send_now(&mut tx, &view, &3u64);
+        for (w, seq) in [(&mut a, got_a.1), (&mut b, got_b.1)] {
+            if let Some(seq) = seq {
+                assert_eq!(
+                    w.read_held::<Rec>(&view, seq),
+                    1,
+                    "held record overwritten under its holder"
+                );
+                w.release(&view, seq);
+            }
+        }
+        let lists: Vec<Vec<Rec>> = [got_a.0, got_b.0]
+            .into_iter()
+            .map(|v| v.into_iter().collect())
+            .collect();
+        exactly_once(&lists, &[1]);
+        let rescued = view.ctl.membership.rescued.load(Ordering::Relaxed);
+        assert_eq!(rescued, 1, "rescued counter");
+    });
+}
+
+/// `rescue_race`: one rescuer holding (`recv_ref`), one copying (`recv`).
+#[test]
+fn unicast_rescue_copier_and_holder() {
+    rescue_race([true, false]);
+}
+
+/// `rescue_race`: both rescuers holding (`recv_ref`).
+#[test]
+fn unicast_rescue_two_holders() {
+    rescue_race([true, true]);
 }
 
 /// Everyone alive: worker 1 takes record 0 while worker 2, idle, runs its rescue step

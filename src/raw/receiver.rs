@@ -312,7 +312,8 @@ impl RawReceiver {
 
     /// Lossless only: holds the next record in place (`ring/broadcast.rs`, "Reading in
     /// place"), waiting for it until `deadline` (`None`: for ever); its sequence
-    /// number. The caller reads it at [`RawReceiver::record_ptr`] and lets go with
+    /// number. The caller reads it at [`RawReceiver::record_ptr`] (or, if it is held
+    /// as a copy, in [`RawReceiver::held_copy`]) and lets go with
     /// [`RawReceiver::release`].
     #[inline]
     pub(crate) fn hold(&mut self, deadline: Option<Instant>) -> Result<u64, RecvTimeoutError> {
@@ -348,6 +349,16 @@ impl RawReceiver {
             &ProcLiveness,
         );
         self.count_lag(result)
+    }
+
+    /// The bytes of record `seq`, held by [`RawReceiver::hold`], if this receiver holds
+    /// it as a copy rather than in place: a unicast record rescued from a receiver that
+    /// died (`ring/unicast.rs`, "A receiver that dies holding a record"). Read these,
+    /// not [`RawReceiver::record_ptr`], then.
+    #[inline]
+    pub(crate) fn held_copy(&self, seq: u64) -> Option<&[u8]> {
+        let view = self.segment.view();
+        self.reader.as_ref()?.held_copy(view, seq)
     }
 
     /// Where the data words of record `seq`'s slot start in this process's mapping

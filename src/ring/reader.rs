@@ -163,7 +163,8 @@ impl Reader {
     }
 
     /// Unicast, when idle: holds a record that a receiver took and died with, as
-    /// [`Reader::rescue_into`].
+    /// [`Reader::rescue_into`]: as a copy ([`Reader::held_copy`]), settled, never in
+    /// place (`unicast.rs`, "A receiver that dies holding a record").
     pub fn rescue_hold(
         &mut self,
         view: &RingView<'_>,
@@ -175,8 +176,33 @@ impl Reader {
         }
     }
 
+    /// Record `seq`, held by [`Reader::hold`] (or [`Reader::hold_fast`]), as the guard
+    /// of `Receiver::recv_ref` reads it (the ring's tests and models).
+    #[cfg(any(test, loom))]
+    pub fn read_held<T: bytemuck::Pod>(&self, view: &RingView<'_>, seq: u64) -> T {
+        let mut value = T::zeroed();
+        let dst = bytemuck::bytes_of_mut(&mut value);
+        match self.held_copy(view, seq) {
+            Some(copy) => dst.copy_from_slice(copy),
+            None => super::seqlock::load_words(&view.slots[view.geom.data_range(seq)], dst),
+        }
+        value
+    }
+
+    /// The bytes of record `seq` if it is held as a copy, not in place: a unicast
+    /// record rescued from a receiver that died (`unicast.rs`, "A receiver that dies
+    /// holding a record"). `None` for a record held in its slot.
+    #[inline]
+    pub fn held_copy(&self, view: &RingView<'_>, seq: u64) -> Option<&[u8]> {
+        match self {
+            Reader::Broadcast(_) => None,
+            Reader::Unicast(w) => w.held_copy(view, seq),
+        }
+    }
+
     /// Lets go of record `seq`, held by [`Reader::hold`] or [`Reader::hold_fast`]: a
-    /// broadcast receiver moves its cursor past it, a unicast one settles it.
+    /// broadcast receiver moves its cursor past it, a unicast one settles it (or drops
+    /// its copy of a rescued one, settled already).
     #[inline]
     pub fn release(&mut self, view: &RingView<'_>, seq: u64) {
         match self {

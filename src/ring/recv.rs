@@ -163,7 +163,8 @@ impl<R: RecordsMut + ?Sized> Take for Many<'_, R> {
     }
 }
 
-/// Lossless only: one record held in place (its sequence number), not copied.
+/// Lossless only: one record held in place (its sequence number), not copied; a
+/// rescued one is held as a copy (`unicast.rs`, [`Reader::rescue_hold`]).
 struct Hold;
 
 impl Take for Hold {
@@ -189,8 +190,9 @@ impl Take for Hold {
 }
 
 /// Lossless only: one non-blocking receive that holds the next record in place
-/// (`reader.rs`, `hold`) and returns its sequence number; the caller lets go with
-/// `Reader::release`. Otherwise as [`poll_into`].
+/// (`reader.rs`, `hold`) and returns its sequence number; the caller reads it in its
+/// slot, or in `Reader::held_copy` if it was rescued from a receiver that died
+/// (unicast), and lets go with `Reader::release`. Otherwise as [`poll_into`].
 pub fn poll_hold(
     view: &RingView<'_>,
     reader: &mut Reader,

@@ -39,6 +39,22 @@
 //! it is delivered exactly once; a taker that died after C3 had already returned it.
 //! Rescues are counted in `membership.rescued`.
 //!
+//! The scan is not exclusive: two rescuers can both find the orphan unclaimed (each
+//! checks the claims before storing its own, and each `is_alive` reads /proc, so the
+//! window is microseconds) and both go on. Only C3 decides between them, which is why
+//! every rescue ends in C3, the one that leaves the record held included: a receiver
+//! idle in `recv_ref` ([`Worker::rescue_hold`]) rescues by copy, into a buffer of its
+//! own, and settles the record with C3 like any rescuer; if it wins, it holds the copy
+//! (`Take::Held`, [`Worker::held_copy`]), and the guard reads that copy, not the slot.
+//! Holding the slot in place instead (C1 without C2 or C3) would leave a second
+//! rescuer free to copy and settle the same record: delivered twice, and the sender
+//! then rewrites the slot under the holder's reference (issue 25). A rescue is rare
+//! (once a liveness tick, and only past a dead taker), so its copy costs nothing that
+//! matters; the buffer is allocated at the first rescue of a hold and kept.
+//! `loom-tests` `unicast_rescue_copier_and_holder` and `unicast_rescue_two_holders`
+//! check it (weakened at `uc_hold_copy`, a hold rescued in place, and `uc_c3`, C3 as
+//! a plain store, they fail).
+//!
 //! # Batches
 //!
 //! A batch receive (`reader.rs`, `read_many`) takes its records one at a time with
@@ -55,13 +71,29 @@ use super::RingView;
 use crate::layout::{stamp_done, stamp_gap, stamp_settled, ReceiverEntry};
 use crate::process::{Liveness, ProcLiveness};
 use crate::sync::{AtomicU64, Ordering};
-use crate::weaken::{light_fence, ordering};
+use crate::weaken::{light_fence, ordering, weaken};
 
 /// A unicast receiver's private state.
-#[derive(Debug)]
 pub struct Worker {
     index: usize,
     owner: u64,
+    /// The record this receiver holds as a copy ([`Worker::rescue_hold`]): its
+    /// sequence number, `None` when it holds none.
+    rescued: Option<u64>,
+    /// The copy: the record's `geom.record_size` bytes at the front. Allocated at the
+    /// first rescue of a hold, then kept.
+    copy: Vec<u64>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the copy's bytes: a record may be large.
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("owner", &self.owner)
+            .field("rescued", &self.rescued)
+            .finish()
+    }
 }
 
 impl Worker {
@@ -74,7 +106,12 @@ impl Worker {
             .cursor
             .store(view.ctl.read.load(Ordering::Relaxed), Ordering::Relaxed);
         view.ctl.membership.joins.fetch_add(1, Ordering::Relaxed);
-        Some(Worker { index, owner })
+        Some(Worker {
+            index,
+            owner,
+            rescued: None,
+            copy: Vec::new(),
+        })
     }
 
     fn entry<'a>(&self, view: &RingView<'a>) -> &'a ReceiverEntry {
@@ -127,9 +164,26 @@ impl Worker {
 
     /// Settles the record held by [`Worker::try_hold`] (C3): it is consumed and its slot
     /// free. Whether this receiver's CAS settled it (`false` only if a rescuer judged
-    /// this process dead and took it).
+    /// this process dead and took it). A copy held by [`Worker::rescue_hold`] was
+    /// settled when it was made: letting go of it touches nothing shared.
+    #[inline]
     pub fn release(&mut self, view: &RingView<'_>, seq: u64) -> bool {
+        if self.rescued == Some(seq) {
+            self.rescued = None;
+            return true;
+        }
         settle(view, self.entry(view), seq, stamp_done(seq))
+    }
+
+    /// The bytes of record `seq` if this receiver holds it as a copy
+    /// ([`Worker::rescue_hold`]); `None` if it holds it in place (or not at all).
+    #[inline]
+    pub fn held_copy(&self, view: &RingView<'_>, seq: u64) -> Option<&[u8]> {
+        if self.rescued != Some(seq) {
+            return None;
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&self.copy);
+        Some(&bytes[..view.geom.record_size.min(bytes.len())])
     }
 
     /// The body of [`Worker::try_take_into`] and [`Worker::try_hold`]: claims the next
@@ -204,21 +258,42 @@ impl Worker {
         liveness: &impl Liveness,
         dst: &mut R,
     ) -> Take {
-        self.rescue_with(view, liveness, Some(dst))
+        self.rescue_with(view, liveness, Some(dst)).0
     }
 
-    /// [`Worker::rescue_into`], holding the rescued record (`Take::Held`) instead of
-    /// copying it, as [`Worker::try_hold`].
+    /// [`Worker::rescue_into`] for a receiver that holds what it receives
+    /// (`recv_ref`): the rescued record is copied into this receiver's buffer and
+    /// settled (C3) like any rescue, and then held as that copy (`Take::Held`,
+    /// [`Worker::held_copy`]) until [`Worker::release`]. Never held in place: see "A
+    /// receiver that dies holding a record".
     pub fn rescue_hold(&mut self, view: &RingView<'_>, liveness: &impl Liveness) -> Take {
-        self.rescue_with::<[u8]>(view, liveness, None)
+        self.rescued = None;
+        let mut copy = std::mem::take(&mut self.copy);
+        copy.resize(view.geom.data_words, 0);
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut copy);
+        let size = view.geom.record_size.min(bytes.len());
+        // Weakened at `uc_hold_copy`: held in place, not copied and settled (the
+        // defect of issue 25; the models must fail).
+        let dst = (!weaken!("uc_hold_copy")).then_some(&mut bytes[..size]);
+        let (taken, seq) = self.rescue_with(view, liveness, dst);
+        self.copy = copy;
+        match taken {
+            Take::Record => {
+                self.rescued = Some(seq);
+                Take::Held(seq)
+            }
+            other => other,
+        }
     }
 
+    /// The body of [`Worker::rescue_into`] and [`Worker::rescue_hold`]: what it
+    /// delivered, and the sequence number of the record (or gap) it rescued.
     fn rescue_with<R: Record + ?Sized>(
-        &mut self,
+        &self,
         view: &RingView<'_>,
         liveness: &impl Liveness,
         mut dst: Option<&mut R>,
-    ) -> Take {
+    ) -> (Take, u64) {
         let entry = self.entry(view);
         // `Acquire`: pairs with the takers' C2, so their C1 claims are visible.
         let read = view.ctl.read.load(Ordering::Acquire);
@@ -238,14 +313,16 @@ impl Worker {
             if taken_by_live {
                 continue;
             }
+            // Not exclusive (another rescuer may be past its check of the claims
+            // too): C3, in `copy_and_settle`, decides which of them delivers.
             entry.claim.store(seq.wrapping_add(1), Ordering::Relaxed);
             let taken = copy_and_settle(view, entry, seq, current, dst.as_deref_mut());
             if taken != Take::Nothing {
                 view.ctl.membership.rescued.fetch_add(1, Ordering::Relaxed);
-                return taken;
+                return (taken, seq);
             }
         }
-        Take::Nothing
+        (Take::Nothing, 0)
     }
 
     /// [`Worker::rescue_into`] returning the record by value (the ring's tests).
@@ -277,7 +354,8 @@ pub enum Take {
     /// A gap marker: this many records are missing upstream.
     Gap(u64),
     /// This record is claimed and held in place, not yet settled
-    /// ([`Worker::try_hold`]).
+    /// ([`Worker::try_hold`]), or rescued and held as a copy, settled
+    /// ([`Worker::rescue_hold`]).
     Held(u64),
     /// Nothing (none published, or lost to another receiver).
     Nothing,
@@ -286,7 +364,9 @@ pub enum Take {
 /// Copies claimed `seq`, whose stamp was `current` (done, or gap), and settles it (C3).
 /// What this receiver delivers: the record (into `dst`), the gap, or nothing if
 /// another receiver's CAS settled it first. Without `dst` a record is held, not copied
-/// or settled (`Take::Held`); a gap marker is always settled at once.
+/// or settled (`Take::Held`): only for a taker, whose C2 made it the record's only
+/// claimant (a rescuer always copies: see "A receiver that dies holding a record"); a
+/// gap marker is always settled at once.
 #[inline(always)]
 fn copy_and_settle<R: Record + ?Sized>(
     view: &RingView<'_>,
@@ -327,15 +407,22 @@ fn copy_and_settle<R: Record + ?Sized>(
 fn settle(view: &RingView<'_>, entry: &ReceiverEntry, seq: u64, current: u64) -> bool {
     let stamp = &view.slots[view.geom.stamp_index(seq)];
     // `AcqRel`: `Release` pairs with the producer's `Acquire` slot check (our copy
-    // happens before its overwrite).
-    let ours = stamp
-        .compare_exchange(
-            current,
-            stamp_settled(seq),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        )
-        .is_ok();
+    // happens before its overwrite). A CAS: among rescuers of one record, only the
+    // one whose CAS succeeds delivers it (weakened at `uc_c3` to a plain store, under
+    // which the rescue models must fail).
+    let ours = if weaken!("uc_c3") {
+        stamp.store(stamp_settled(seq), Ordering::Release);
+        true
+    } else {
+        stamp
+            .compare_exchange(
+                current,
+                stamp_settled(seq),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    };
     entry.claim.store(0, Ordering::Release);
     // F_s, light: pairs with the producer's F_w (`wait.rs`) when it parks on `space`
     // (wait.rs, barrier.rs).
