@@ -214,15 +214,14 @@ impl RawReceiver {
 
     /// [`RawReceiver::recv_into`] for a buffer of the right size.
     ///
-    /// Every entry point of a receive starts with the check of [`Opener::is_here`]: a
-    /// copy of this receiver in a forked child would otherwise move its parent's
-    /// cursor, or take records in its parent's name.
+    /// Every entry point of a receive checks [`Opener::is_here`] before it touches the
+    /// ring: a copy of this receiver in a forked child would otherwise move its
+    /// parent's cursor, or take records in its parent's name. Here the fast path is
+    /// taken only after the check, and the refusal is left to the slow path, which
+    /// checks again (so the inlined part stays small).
     #[inline(always)]
     pub(crate) fn recv_record<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), RecvError> {
-        if !self.opener.is_here() {
-            return Err(RecvError::Forked);
-        }
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
         self.recv_slow(dst, None).map_err(without_deadline)
@@ -234,10 +233,7 @@ impl RawReceiver {
         &mut self,
         dst: &mut R,
     ) -> Result<(), TryRecvError> {
-        if !self.opener.is_here() {
-            return Err(TryRecvError::Forked);
-        }
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
         self.try_recv_slow(dst)
@@ -264,6 +260,9 @@ impl RawReceiver {
 
     #[inline(never)]
     fn try_recv_slow<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), TryRecvError> {
+        if !self.opener.is_here() {
+            return Err(TryRecvError::Forked);
+        }
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
         let view = self.segment.view();
@@ -284,10 +283,7 @@ impl RawReceiver {
         dst: &mut R,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
-        if !self.opener.is_here() {
-            return Err(RecvTimeoutError::Forked);
-        }
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
         self.recv_slow(dst, deadline)
@@ -299,6 +295,9 @@ impl RawReceiver {
         dst: &mut R,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
+        if !self.opener.is_here() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let view = self.segment.view();
         let result = recv::recv_into(
             view,
