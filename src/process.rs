@@ -351,6 +351,102 @@ mod tests {
         child.wait().expect("reap");
     }
 
+    /// Forks a child that starts a thread blocked on a pipe and then ends its main
+    /// thread alone (`headless`) or the whole process (`_exit`, every thread with it);
+    /// returns its pid, once its main thread shows as a zombie, and the pipe's write
+    /// end, whose closing ends the thread.
+    fn zombie_main_thread(headless: bool) -> (libc::pid_t, nix::unistd::Pid, std::fs::File) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        // SAFETY: the child starts a thread and ends with a system call; it never
+        // returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop(w);
+            let mut r = std::fs::File::from(r);
+            let _ = std::thread::spawn(move || {
+                let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+                // SAFETY: ends the whole process without the harness's exit path.
+                unsafe { libc::_exit(0) }
+            });
+            // SAFETY: `SYS_exit` ends only the calling thread (as `pthread_exit` ends
+            // it, without the unwinding that Rust aborts on); `_exit` ends them all.
+            unsafe {
+                if headless {
+                    libc::syscall(libc::SYS_exit, 0);
+                }
+                libc::_exit(0);
+            }
+        }
+        drop(r);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while read_stat(pid as u32)
+            .map(|s| s.state != b'Z')
+            .unwrap_or(true)
+        {
+            if std::time::Instant::now() >= deadline {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+                panic!("the main thread of the child did not exit");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (pid, nix::unistd::Pid::from_raw(pid), std::fs::File::from(w))
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_exited_is_alive_until_its_last_thread_exits() {
+        let (pid, child, pipe) = zombie_main_thread(true);
+        let owner = owner_of(pid as u32);
+        let alive = is_alive(owner);
+        let threads = read_threads(pid as u32);
+        // Close the pipe: the thread ends the process, which is a zombie until reaped.
+        drop(pipe);
+        wait_exited(pid);
+        let dead = !is_alive(owner);
+        let reaped = nix::sys::wait::waitpid(child, None);
+        assert!(
+            alive,
+            "judged dead while a thread runs ({threads:?} threads)"
+        );
+        assert!(dead, "judged alive after its last thread exited");
+        assert!(matches!(
+            reaped,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ));
+    }
+
+    /// Waits until our child `pid` has exited, every thread of it, without reaping it.
+    fn wait_exited(pid: libc::pid_t) {
+        // SAFETY: `info` is a valid, writable siginfo; `pid` is our child, and with
+        // `WNOWAIT` it stays a zombie for the caller to look at and reap.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_multithreaded_zombie_is_dead() {
+        let (pid, child, _pipe) = zombie_main_thread(false);
+        // Its main thread is a zombie; its other thread may still be exiting (counted
+        // alive meanwhile). Once the whole process has exited it is dead.
+        wait_exited(pid);
+        let dead = !is_alive(owner_of(pid as u32));
+        let threads = read_threads(pid as u32);
+        let _ = nix::sys::wait::waitpid(child, None);
+        assert!(dead, "a zombie judged alive ({threads:?} threads)");
+    }
+
     /// Runs `check` in a forked child and returns whether it held there. The child
     /// reports through its exit status; `check` must not assert (the panic machinery
     /// takes locks another test thread may have held at the fork).
