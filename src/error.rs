@@ -140,6 +140,11 @@ pub enum RecvError {
     /// overwrote the entry). Open a new receiver.
     #[error("receiver was evicted from the segment")]
     Evicted,
+    /// This receiver was opened by another process: it was copied into this one by
+    /// `fork`, and belongs to the parent, which still uses it. Nothing was received;
+    /// open a new receiver in this process.
+    #[error("{FORKED}")]
+    Forked,
 }
 
 /// Why [`Receiver::recv_timeout`](crate::Receiver::recv_timeout) returned without a
@@ -159,6 +164,9 @@ pub enum RecvTimeoutError {
     /// See [`RecvError::Evicted`].
     #[error("receiver was evicted from the segment")]
     Evicted,
+    /// See [`RecvError::Forked`].
+    #[error("{FORKED}")]
+    Forked,
 }
 
 /// Why [`Receiver::try_recv`](crate::Receiver::try_recv) returned without a record.
@@ -177,6 +185,9 @@ pub enum TryRecvError {
     /// See [`RecvError::Evicted`].
     #[error("receiver was evicted from the segment")]
     Evicted,
+    /// See [`RecvError::Forked`].
+    #[error("{FORKED}")]
+    Forked,
 }
 
 impl From<RecvError> for RecvTimeoutError {
@@ -185,6 +196,7 @@ impl From<RecvError> for RecvTimeoutError {
             RecvError::Lagged(n) => RecvTimeoutError::Lagged(n),
             RecvError::Disconnected => RecvTimeoutError::Disconnected,
             RecvError::Evicted => RecvTimeoutError::Evicted,
+            RecvError::Forked => RecvTimeoutError::Forked,
         }
     }
 }
@@ -195,6 +207,7 @@ impl From<RecvError> for TryRecvError {
             RecvError::Lagged(n) => TryRecvError::Lagged(n),
             RecvError::Disconnected => TryRecvError::Disconnected,
             RecvError::Evicted => TryRecvError::Evicted,
+            RecvError::Forked => TryRecvError::Forked,
         }
     }
 }
@@ -215,6 +228,12 @@ macro_rules! recv_helpers {
             /// Whether this receiver was evicted.
             pub fn is_evicted(&self) -> bool {
                 matches!(self, $t::Evicted)
+            }
+
+            /// Whether this receiver belongs to another process (the parent of a
+            /// `fork`): see `Forked`.
+            pub fn is_forked(&self) -> bool {
+                matches!(self, $t::Forked)
             }
         }
     };
@@ -246,13 +265,18 @@ impl TryRecvError {
 ///
 /// A broadcast sender with no receiver still sends (receivers that join later start
 /// at the newest position), so unlike crossbeam's `SendError` this is not about
-/// receivers: the only way a send fails is that this sender lost its role.
+/// receivers: a send fails only if this sender lost its role, or is used in a process
+/// it does not belong to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError<T> {
     /// This sender lost its role on the segment: it was judged dead (or a peer
     /// overwrote its entry) and its place was taken. Open a new sender.
     Evicted(T),
+    /// This sender was opened by another process: it was copied into this one by
+    /// `fork`, and belongs to the parent, which still holds its role (a `Route` has
+    /// one writer). Nothing was sent; open a new sender in this process.
+    Forked(T),
 }
 
 /// Why [`Sender::try_send`](crate::Sender::try_send) did not send. Carries the value
@@ -266,6 +290,8 @@ pub enum TrySendError<T> {
     Full(T),
     /// See [`SendError::Evicted`].
     Evicted(T),
+    /// See [`SendError::Forked`].
+    Forked(T),
 }
 
 /// Why [`Sender::send_timeout`](crate::Sender::send_timeout) did not send. Carries the
@@ -278,6 +304,8 @@ pub enum SendTimeoutError<T> {
     Timeout(T),
     /// See [`SendError::Evicted`].
     Evicted(T),
+    /// See [`SendError::Forked`].
+    Forked(T),
 }
 
 /// `wait_for_receivers` gave up: fewer receivers than wanted were attached.
@@ -294,7 +322,7 @@ impl<T> SendError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            SendError::Evicted(v) => v,
+            SendError::Evicted(v) | SendError::Forked(v) => v,
         }
     }
 
@@ -302,13 +330,19 @@ impl<T> SendError<T> {
     pub fn is_evicted(&self) -> bool {
         matches!(self, SendError::Evicted(_))
     }
+
+    /// Whether this sender belongs to another process (the parent of a `fork`): see
+    /// [`SendError::Forked`].
+    pub fn is_forked(&self) -> bool {
+        matches!(self, SendError::Forked(_))
+    }
 }
 
 impl<T> TrySendError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            TrySendError::Full(v) | TrySendError::Evicted(v) => v,
+            TrySendError::Full(v) | TrySendError::Evicted(v) | TrySendError::Forked(v) => v,
         }
     }
 
@@ -321,13 +355,21 @@ impl<T> TrySendError<T> {
     pub fn is_evicted(&self) -> bool {
         matches!(self, TrySendError::Evicted(_))
     }
+
+    /// Whether this sender belongs to another process (the parent of a `fork`): see
+    /// [`SendError::Forked`].
+    pub fn is_forked(&self) -> bool {
+        matches!(self, TrySendError::Forked(_))
+    }
 }
 
 impl<T> SendTimeoutError<T> {
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            SendTimeoutError::Timeout(v) | SendTimeoutError::Evicted(v) => v,
+            SendTimeoutError::Timeout(v)
+            | SendTimeoutError::Evicted(v)
+            | SendTimeoutError::Forked(v) => v,
         }
     }
 
@@ -340,12 +382,19 @@ impl<T> SendTimeoutError<T> {
     pub fn is_evicted(&self) -> bool {
         matches!(self, SendTimeoutError::Evicted(_))
     }
+
+    /// Whether this sender belongs to another process (the parent of a `fork`): see
+    /// [`SendError::Forked`].
+    pub fn is_forked(&self) -> bool {
+        matches!(self, SendTimeoutError::Forked(_))
+    }
 }
 
 impl<T> From<SendError<T>> for TrySendError<T> {
     fn from(e: SendError<T>) -> Self {
         match e {
             SendError::Evicted(v) => TrySendError::Evicted(v),
+            SendError::Forked(v) => TrySendError::Forked(v),
         }
     }
 }
@@ -354,22 +403,32 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
     fn from(e: SendError<T>) -> Self {
         match e {
             SendError::Evicted(v) => SendTimeoutError::Evicted(v),
+            SendError::Forked(v) => SendTimeoutError::Forked(v),
         }
     }
 }
 
 const EVICTED: &str = "sender was evicted from the segment (judged dead, its place taken)";
 
+const FORKED: &str = "this handle belongs to the process that opened it, not to this child \
+     of a fork: nothing was done (open a new one in this process)";
+
 // Records are `Pod`, which need not be `Debug`: the errors print without the value.
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Evicted(..)")
+        match self {
+            SendError::Evicted(_) => f.write_str("Evicted(..)"),
+            SendError::Forked(_) => f.write_str("Forked(..)"),
+        }
     }
 }
 
 impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(EVICTED)
+        match self {
+            SendError::Evicted(_) => f.write_str(EVICTED),
+            SendError::Forked(_) => f.write_str(FORKED),
+        }
     }
 }
 
@@ -380,6 +439,7 @@ impl<T> fmt::Debug for TrySendError<T> {
         match self {
             TrySendError::Full(_) => f.write_str("Full(..)"),
             TrySendError::Evicted(_) => f.write_str("Evicted(..)"),
+            TrySendError::Forked(_) => f.write_str("Forked(..)"),
         }
     }
 }
@@ -389,6 +449,7 @@ impl<T> fmt::Display for TrySendError<T> {
         match self {
             TrySendError::Full(_) => f.write_str("no room in the ring"),
             TrySendError::Evicted(_) => f.write_str(EVICTED),
+            TrySendError::Forked(_) => f.write_str(FORKED),
         }
     }
 }
@@ -400,6 +461,7 @@ impl<T> fmt::Debug for SendTimeoutError<T> {
         match self {
             SendTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
             SendTimeoutError::Evicted(_) => f.write_str("Evicted(..)"),
+            SendTimeoutError::Forked(_) => f.write_str("Forked(..)"),
         }
     }
 }
@@ -409,6 +471,7 @@ impl<T> fmt::Display for SendTimeoutError<T> {
         match self {
             SendTimeoutError::Timeout(_) => f.write_str("timed out waiting for room in the ring"),
             SendTimeoutError::Evicted(_) => f.write_str(EVICTED),
+            SendTimeoutError::Forked(_) => f.write_str(FORKED),
         }
     }
 }

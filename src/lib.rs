@@ -43,6 +43,12 @@
 //! * A receiver that dies is evicted; a sender that dies shows as
 //!   [`RecvError::Disconnected`] once its records are drained, and the next sender
 //!   takes its place.
+//! * A live process is never taken for dead: not one whose pid was reused by another,
+//!   not one whose main thread has exited while its other threads run.
+//! * A handle belongs to the process that opened it: in a child made by `fork`, every
+//!   send and receive through an inherited handle is refused with a `Forked` error
+//!   ([`SendError::Forked`], [`RecvError::Forked`], ...), and dropping it there (or a
+//!   future of it) releases nothing of the parent's.
 //! * Everything read from the segment is untrusted: indices are masked, loops are
 //!   bounded, and the header is validated against this side's own expectations.
 //!

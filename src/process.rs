@@ -8,6 +8,29 @@
 //!
 //! The word belongs to one process: a child forked after its parent computed the word
 //! computes its own, so the claims it takes live and die with it, not with the parent.
+//!
+//! # Liveness
+//!
+//! A process is alive while `kill(pid, 0)` finds its pid, its start time is the recorded
+//! one, and it has a thread left: `/proc/PID/stat` shows its *main* thread's state, which
+//! is `Z` once that thread has exited, even while other threads of the process run
+//! (`pthread_exit` in `main`); only then is the thread count of `/proc/PID/status`
+//! read. A pid hidden by `hidepid` is alive while `kill` finds it ([`judge`]).
+//!
+//! # Fork
+//!
+//! A handle copied into a child by `fork` carries the owner word of the parent, which
+//! still uses it: through it the child would act as the parent (write as the `Route`'s
+//! one writer beside it, move the parent's receiver cursor, take back the parent's
+//! sleeper registration). So every handle remembers who opened it ([`Opener`]): the
+//! owner word, and this process's *fork generation*, a counter that a `pthread_atfork`
+//! child handler bumps in every child. An entry point compares the two generations (one
+//! `Relaxed` load and a branch, no system call: `getpid` is one) and refuses with a
+//! `Forked` error in a child; a drop there releases nothing. The handler is installed
+//! before the first handle records its generation, so every `fork` after that is
+//! counted. A child made without the fork handlers (`_Fork`, a raw `clone`) is not
+//! counted: its drops still release nothing (they also compare the pid), but its calls
+//! are not refused.
 
 use std::io;
 
@@ -40,6 +63,80 @@ pub(crate) fn current_owner() -> u64 {
 #[cfg(loom)]
 pub(crate) fn current_owner() -> u64 {
     owner_of(std::process::id())
+}
+
+/// Bumped in the child of every `fork` (a `pthread_atfork` handler): see "Fork" in the
+/// module doc.
+#[cfg(not(loom))]
+static FORKS: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+/// Whether the fork handler is installed (0 no, 1 yes).
+#[cfg(not(loom))]
+static AT_FORK: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(0);
+
+#[cfg(not(loom))]
+extern "C" fn after_fork_in_child() {
+    // `Relaxed`: the child has one thread while the handler runs; the threads it starts
+    // later see the bump through their creation.
+    FORKS.fetch_add(1, crate::sync::Ordering::Relaxed);
+}
+
+/// This process's fork generation: how many `fork`s lie between it and the process
+/// that first called this (0 there). Installs the fork handler on the first call, so a
+/// generation read from it changes in every child forked afterwards.
+#[cfg(not(loom))]
+pub(crate) fn fork_generation() -> u64 {
+    use crate::sync::Ordering;
+    // `Relaxed`: a flag that only guards the installation (racing threads may both
+    // see 0; the swap lets one of them install).
+    if AT_FORK.load(Ordering::Relaxed) == 0 && AT_FORK.swap(1, Ordering::Relaxed) == 0 {
+        // SAFETY: registers a handler with no arguments that only bumps a static
+        // atomic, which is async-signal-safe as a fork child handler must be.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    }
+    // `Relaxed`: see `after_fork_in_child`.
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// Who opened a handle: the owner word its claims carry, and the fork generation of
+/// the process then. See "Fork" in the module doc.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opener {
+    word: u64,
+    forks: u64,
+}
+
+#[cfg(not(loom))]
+impl Opener {
+    /// The calling process, opening a handle now.
+    pub(crate) fn current() -> Opener {
+        let forks = fork_generation();
+        Opener {
+            word: current_owner(),
+            forks,
+        }
+    }
+
+    /// The owner word of the opener.
+    pub(crate) fn word(self) -> u64 {
+        self.word
+    }
+
+    /// Whether the calling process is the opener, not a child it forked since: one
+    /// `Relaxed` load and a compare, for every entry point.
+    #[inline(always)]
+    pub(crate) fn is_here(self) -> bool {
+        // `Relaxed`: see `after_fork_in_child`.
+        FORKS.load(crate::sync::Ordering::Relaxed) == self.forks
+    }
+
+    /// [`Opener::is_here`], and the pid too (one system call): for drops, which must
+    /// not release the opener's claims even in a child made without the fork handlers.
+    pub(crate) fn is_here_for_sure(self) -> bool {
+        self.is_here() && is_current_process(self.word)
+    }
 }
 
 /// Computes the owner word of the process `pid` (the caller's own).
@@ -92,12 +189,30 @@ fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat { state, start_ticks })
 }
 
+/// How many threads the process `pid` has, from the `Threads:` line of
+/// `/proc/PID/status`; `None` if it cannot be read.
+///
+/// A thread group leader that has exited stays in the count (as a zombie) until the
+/// last of its threads exits, so a count above one means a thread is still running, or
+/// exiting (a process being killed is counted alive until its threads are gone).
+fn read_threads(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_threads(&text)
+}
+
+/// The number of the `Threads:` line of a `/proc/PID/status`.
+fn parse_threads(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Threads:"))?;
+    line["Threads:".len()..].trim().parse().ok()
+}
+
 /// Is the process that wrote `owner` still alive?
 ///
 /// Dead means: no such pid, a zombie (killed but not yet reaped, which must not hold a
-/// claim), or a pid whose start time differs from the recorded one (reused). An
-/// unparseable owner word (zero pid, or a pid beyond `i32`) counts as dead, so a corrupt
-/// word cannot pin a claim for ever. See [`judge`] for a `/proc` we cannot read.
+/// claim) with no thread left, or a pid whose start time differs from the recorded one
+/// (reused). An unparseable owner word (zero pid, or a pid beyond `i32`) counts as dead,
+/// so a corrupt word cannot pin a claim for ever. See [`judge`] for a `/proc` we cannot
+/// read, and for a process whose main thread has exited while others run.
 pub(crate) fn is_alive(owner: u64) -> bool {
     let pid = owner_pid(owner);
     let Ok(raw) = i32::try_from(pid) else {
@@ -106,7 +221,13 @@ pub(crate) fn is_alive(owner: u64) -> bool {
     if raw <= 0 {
         return false;
     }
-    judge(owner, probe(raw), || read_stat(pid), || probe(raw))
+    judge(
+        owner,
+        probe(raw),
+        || read_stat(pid),
+        || probe(raw),
+        || read_threads(pid),
+    )
 }
 
 /// What `kill(pid, 0)` says about a pid.
@@ -128,9 +249,17 @@ fn probe(pid: i32) -> Probe {
 }
 
 /// The liveness verdict on `owner`, from a first signal probe of its pid, then its
-/// `/proc/PID/stat`, then (only if that read failed) a second signal probe. The two
-/// later steps are passed in as calls, so that they run only when needed and the
-/// decision can be tested without the processes and `/proc` mounts it is about.
+/// `/proc/PID/stat`, then (only if that read failed) a second signal probe, or (only if
+/// the stat shows a zombie) its thread count. The later steps are passed in as calls,
+/// so that they run only when needed (a live process costs one probe and one read) and
+/// the decision can be tested without the processes and `/proc` mounts it is about.
+///
+/// The state in `/proc/PID/stat` is its main thread's (the thread group leader's). A
+/// main thread that has exited (`pthread_exit` in `main`, a common C idiom, some
+/// runtimes and embedders) shows as a zombie while the process's other threads run and
+/// use its handles; the process is dead only when no thread is left: a zombie with a
+/// thread count above one (`threads`, from `/proc/PID/status`) is alive. A count that
+/// cannot be read (the process was reaped since the stat) leaves the verdict dead.
 ///
 /// A failed read does not tell whether the process is gone: `/proc/PID` is missing both
 /// when the process has been reaped since the first probe and when `/proc` hides other
@@ -143,6 +272,7 @@ fn judge(
     first: Probe,
     stat: impl FnOnce() -> io::Result<Stat>,
     second: impl FnOnce() -> Probe,
+    threads: impl FnOnce() -> Option<u64>,
 ) -> bool {
     if first == Probe::Gone {
         return false;
@@ -150,9 +280,15 @@ fn judge(
     match stat() {
         Ok(stat) => {
             let recorded = owner >> 32;
-            let zombie = matches!(stat.state, b'Z' | b'X' | b'x');
             // A recorded start of 0 means the owner could not read /proc; trust the pid.
-            !zombie && (recorded == 0 || recorded == stat.start_ticks & 0xffff_ffff)
+            let same = recorded == 0 || recorded == stat.start_ticks & 0xffff_ffff;
+            same && match stat.state {
+                // Exited (or being reaped): dead.
+                b'X' | b'x' => false,
+                // The main thread has exited: alive while another thread runs.
+                b'Z' => threads().is_some_and(|n| n > 1),
+                _ => true,
+            }
         }
         Err(_) => second() == Probe::Exists,
     }
@@ -215,6 +351,102 @@ mod tests {
         child.wait().expect("reap");
     }
 
+    /// Forks a child that starts a thread blocked on a pipe and then ends its main
+    /// thread alone (`headless`) or the whole process (`_exit`, every thread with it);
+    /// returns its pid, once its main thread shows as a zombie, and the pipe's write
+    /// end, whose closing ends the thread.
+    fn zombie_main_thread(headless: bool) -> (libc::pid_t, nix::unistd::Pid, std::fs::File) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        // SAFETY: the child starts a thread and ends with a system call; it never
+        // returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop(w);
+            let mut r = std::fs::File::from(r);
+            let _ = std::thread::spawn(move || {
+                let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+                // SAFETY: ends the whole process without the harness's exit path.
+                unsafe { libc::_exit(0) }
+            });
+            // SAFETY: `SYS_exit` ends only the calling thread (as `pthread_exit` ends
+            // it, without the unwinding that Rust aborts on); `_exit` ends them all.
+            unsafe {
+                if headless {
+                    libc::syscall(libc::SYS_exit, 0);
+                }
+                libc::_exit(0);
+            }
+        }
+        drop(r);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while read_stat(pid as u32)
+            .map(|s| s.state != b'Z')
+            .unwrap_or(true)
+        {
+            if std::time::Instant::now() >= deadline {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+                panic!("the main thread of the child did not exit");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (pid, nix::unistd::Pid::from_raw(pid), std::fs::File::from(w))
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_exited_is_alive_until_its_last_thread_exits() {
+        let (pid, child, pipe) = zombie_main_thread(true);
+        let owner = owner_of(pid as u32);
+        let alive = is_alive(owner);
+        let threads = read_threads(pid as u32);
+        // Close the pipe: the thread ends the process, which is a zombie until reaped.
+        drop(pipe);
+        wait_exited(pid);
+        let dead = !is_alive(owner);
+        let reaped = nix::sys::wait::waitpid(child, None);
+        assert!(
+            alive,
+            "judged dead while a thread runs ({threads:?} threads)"
+        );
+        assert!(dead, "judged alive after its last thread exited");
+        assert!(matches!(
+            reaped,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ));
+    }
+
+    /// Waits until our child `pid` has exited, every thread of it, without reaping it.
+    fn wait_exited(pid: libc::pid_t) {
+        // SAFETY: `info` is a valid, writable siginfo; `pid` is our child, and with
+        // `WNOWAIT` it stays a zombie for the caller to look at and reap.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_multithreaded_zombie_is_dead() {
+        let (pid, child, _pipe) = zombie_main_thread(false);
+        // Its main thread is a zombie; its other thread may still be exiting (counted
+        // alive meanwhile). Once the whole process has exited it is dead.
+        wait_exited(pid);
+        let dead = !is_alive(owner_of(pid as u32));
+        let threads = read_threads(pid as u32);
+        let _ = nix::sys::wait::waitpid(child, None);
+        assert!(dead, "a zombie judged alive ({threads:?} threads)");
+    }
+
     /// Runs `check` in a forked child and returns whether it held there. The child
     /// reports through its exit status; `check` must not assert (the panic machinery
     /// takes locks another test thread may have held at the fork).
@@ -264,6 +496,22 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn an_opener_is_here_only_in_its_own_process() {
+        let opener = Opener::current();
+        assert!(opener.is_here() && opener.is_here_for_sure());
+        assert_eq!(opener.word(), current_owner());
+        // In a child forked since, neither; a handle opened there is.
+        assert!(in_forked_child(|| {
+            let child = Opener::current();
+            !opener.is_here()
+                && !opener.is_here_for_sure()
+                && child.is_here()
+                && child.word() != opener.word()
+        }));
+        assert!(opener.is_here());
+    }
+
     fn stat(state: u8, start_ticks: u64) -> impl FnOnce() -> io::Result<Stat> {
         move || Ok(Stat { state, start_ticks })
     }
@@ -276,23 +524,127 @@ mod tests {
         || panic!("this step must not run")
     }
 
+    fn threads(n: u64) -> impl FnOnce() -> Option<u64> {
+        move || Some(n)
+    }
+
     #[test]
     fn judge_uses_the_stat_when_it_can_read_it() {
         let owner = pack(4321, 777);
-        assert!(!judge(owner, Probe::Gone, unused(), unused()));
-        assert!(judge(owner, Probe::Exists, stat(b'S', 777), unused()));
+        assert!(!judge(owner, Probe::Gone, unused(), unused(), unused()));
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            stat(b'S', 777),
+            unused(),
+            unused()
+        ));
         // Only the low 32 bits of the start time are recorded.
         assert!(judge(
             owner,
             Probe::Exists,
             stat(b'R', 777 | 1 << 32),
+            unused(),
             unused()
         ));
-        assert!(!judge(owner, Probe::Exists, stat(b'S', 778), unused()));
-        assert!(!judge(owner, Probe::Exists, stat(b'Z', 777), unused()));
-        assert!(!judge(owner, Probe::Exists, stat(b'X', 777), unused()));
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            stat(b'S', 778),
+            unused(),
+            unused()
+        ));
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            stat(b'X', 777),
+            unused(),
+            unused()
+        ));
         // Recorded without a start time: the pid is all there is to go by.
-        assert!(judge(pack(4321, 0), Probe::Exists, stat(b'S', 5), unused()));
+        assert!(judge(
+            pack(4321, 0),
+            Probe::Exists,
+            stat(b'S', 5),
+            unused(),
+            unused()
+        ));
+    }
+
+    #[test]
+    fn judge_counts_the_threads_of_a_zombie() {
+        let owner = pack(4321, 777);
+        // Exited, every thread gone: only the zombie main thread is counted.
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            stat(b'Z', 777),
+            unused(),
+            threads(1)
+        ));
+        // The main thread has exited, another runs: alive.
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            stat(b'Z', 777),
+            unused(),
+            threads(2)
+        ));
+        assert!(judge(
+            owner,
+            Probe::Exists,
+            stat(b'Z', 777),
+            unused(),
+            threads(40)
+        ));
+        // Reaped since the stat was read: the count cannot be read.
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            stat(b'Z', 777),
+            unused(),
+            || None
+        ));
+        // A reused pid whose main thread has exited is still not the recorded process,
+        // and the count is not read.
+        assert!(!judge(
+            owner,
+            Probe::Exists,
+            stat(b'Z', 778),
+            unused(),
+            unused()
+        ));
+        // Recorded without a start time.
+        assert!(judge(
+            pack(4321, 0),
+            Probe::Exists,
+            stat(b'Z', 5),
+            unused(),
+            threads(3)
+        ));
+    }
+
+    #[test]
+    fn parses_the_thread_count() {
+        let status = "Name:\tx\nState:\tZ (zombie)\nTgid:\t7\nThreads:\t3\nSigQ:\t0/1\n";
+        assert_eq!(parse_threads(status), Some(3));
+        assert_eq!(parse_threads("Name:\tx\n"), None);
+        assert_eq!(parse_threads("Threads:\tmany\n"), None);
+        assert_eq!(read_threads(std::process::id()).map(|n| n >= 1), Some(true));
+    }
+
+    #[test]
+    fn a_live_process_is_judged_without_its_thread_count() {
+        // (A whole process that exited: `zombie_is_dead` above.) Our own process, in
+        // state R or S, is judged from its stat alone.
+        let me = current_owner();
+        assert!(judge(
+            me,
+            probe(std::process::id() as i32),
+            || read_stat(std::process::id()),
+            unused(),
+            unused()
+        ));
     }
 
     #[test]
@@ -303,33 +655,38 @@ mod tests {
             owner,
             Probe::Exists,
             read_error(io::ErrorKind::NotFound),
-            || Probe::Exists
+            || Probe::Exists,
+            unused()
         ));
         // Reaped between the first probe and the read.
         assert!(!judge(
             owner,
             Probe::Exists,
             read_error(io::ErrorKind::NotFound),
-            || Probe::Gone
+            || Probe::Gone,
+            unused()
         ));
         // hidepid=1: the entry is there but unreadable.
         assert!(judge(
             owner,
             Probe::Exists,
             read_error(io::ErrorKind::PermissionDenied),
-            || Probe::Exists
+            || Probe::Exists,
+            unused()
         ));
         assert!(!judge(
             owner,
             Probe::Exists,
             read_error(io::ErrorKind::PermissionDenied),
-            || Probe::Gone
+            || Probe::Gone,
+            unused()
         ));
         assert!(judge(
             owner,
             Probe::Exists,
             read_error(io::ErrorKind::InvalidData),
-            || Probe::Exists
+            || Probe::Exists,
+            unused()
         ));
     }
 

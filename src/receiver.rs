@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::raw::receiver::without_deadline;
 use crate::raw::{RawReceiver, RecordLayout};
 use crate::segment::Segment;
 use crate::wait::Wait;
@@ -41,6 +42,10 @@ use crate::wait::Wait;
 /// * **Eviction.** A receiver whose process was judged dead loses its entry; if it is
 ///   in fact alive (a peer scribbled over the segment) it gets
 ///   [`RecvError::Evicted`] and must open a new receiver.
+/// * **Fork.** A receiver belongs to the process that opened it. A copy of it in a
+///   child made by `fork` is refused by every receive there ([`RecvError::Forked`]:
+///   nothing is taken, the parent's cursor and records are left alone; the iterators
+///   end); open a new receiver in the child instead.
 /// * **Dropping** it frees its entry in the receiver table. A receiver copied into a
 ///   forked child belongs to the parent: the child's drop frees nothing.
 ///
@@ -162,10 +167,7 @@ impl<T: Pod> Receiver<T> {
         }
         match self.raw.hold(None) {
             Ok(seq) => Ok(RecvRef::held(&mut self.raw, seq)),
-            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
-            // No deadline: nothing else ends the wait.
-            Err(_) => Err(RecvError::Disconnected),
+            Err(e) => Err(without_deadline(e)),
         }
     }
 
@@ -286,8 +288,8 @@ impl<T: Pod> Receiver<T> {
         self.raw.try_recv_many_records(out)
     }
 
-    /// A blocking iterator over records. It ends when the senders disconnect or this
-    /// receiver is evicted. A lag (broadcast `Overwrite` only) does not end it: the
+    /// A blocking iterator over records. It ends when the senders disconnect, this
+    /// receiver is evicted, or it is used in a forked child. A lag (broadcast `Overwrite` only) does not end it: the
     /// records missed are counted in [`Receiver::lagged_total`], which the caller
     /// should check; use [`Receiver::recv`] to be told of each lag as it happens.
     pub fn iter(&mut self) -> Iter<'_, T> {

@@ -9,8 +9,8 @@ use bytemuck::Pod;
 
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
 use crate::options::Family;
+use crate::raw::sender::{send_error, send_timeout_error, try_send_error};
 use crate::raw::{RawSender, RecordLayout};
-use crate::ring::send::SendFail;
 use crate::segment::Segment;
 use crate::wait::Wait;
 
@@ -34,6 +34,12 @@ use crate::wait::Wait;
 /// * **Eviction.** The only way a send fails for good: this sender lost its role (it
 ///   was judged dead, which a live process is not unless a peer scribbled over the
 ///   segment) and [`SendError::Evicted`] gives the value back.
+/// * **Fork.** A sender belongs to the process that opened it. A copy of it in a child
+///   made by `fork` is refused by every send, loan and publish there
+///   ([`SendError::Forked`], the value given back; nothing is written), so a `Route`
+///   never gets a second writer that way; open a new sender in the child instead.
+///   ([`Sender::receiver_count`], [`Sender::wait_for_receivers`] and
+///   [`Sender::next_seq`] only look, and work there.)
 /// * **Dropping** the sender releases its role: when no sender is left, receivers
 ///   drain what was sent and then get
 ///   [`RecvError::Disconnected`](crate::RecvError::Disconnected). A sender that was
@@ -89,7 +95,7 @@ impl<T: Pod> Sender<T> {
     pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
         match self.raw.send_record(&value) {
             Ok(()) => Ok(()),
-            Err(_) => Err(SendError::Evicted(value)),
+            Err(fail) => Err(send_error(fail, value)),
         }
     }
 
@@ -98,8 +104,7 @@ impl<T: Pod> Sender<T> {
     pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
         match self.raw.try_send_record(&value) {
             Ok(()) => Ok(()),
-            Err(SendFail::Full) => Err(TrySendError::Full(value)),
-            Err(SendFail::Evicted) => Err(TrySendError::Evicted(value)),
+            Err(fail) => Err(try_send_error(fail, value)),
         }
     }
 
@@ -110,8 +115,7 @@ impl<T: Pod> Sender<T> {
             .send_record_deadline(&value, Some(Instant::now() + timeout))
         {
             Ok(()) => Ok(()),
-            Err(SendFail::Full) => Err(SendTimeoutError::Timeout(value)),
-            Err(SendFail::Evicted) => Err(SendTimeoutError::Evicted(value)),
+            Err(fail) => Err(send_timeout_error(fail, value)),
         }
     }
 
@@ -210,7 +214,8 @@ impl<T: Pod> Sender<T> {
     /// lives in the `Loan` (on the caller's stack): for records of many megabytes,
     /// prefer `send` from a buffer of your own.
     ///
-    /// Fails only if this sender lost its role.
+    /// Fails only if this sender lost its role, or is used in a forked child
+    /// ([`SendError::Forked`]).
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -229,8 +234,8 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[inline]
     pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        if !self.raw.holds_role() {
-            return Err(SendError::Evicted(()));
+        if let Err(fail) = self.raw.check_role() {
+            return Err(send_error(fail, ()));
         }
         Ok(Loan {
             sender: self,
@@ -286,8 +291,8 @@ impl<T: Pod> std::fmt::Debug for Loan<'_, T> {
 
 impl<T: Pod> Loan<'_, T> {
     /// Publishes the record: sends it like [`Sender::send`]. If the sender lost its
-    /// role, the record comes back in [`SendError::Evicted`]; it is never dropped
-    /// silently.
+    /// role, the record comes back in [`SendError::Evicted`] ([`SendError::Forked`] in a
+    /// forked child); it is never dropped silently.
     #[inline]
     pub fn publish(self) -> Result<(), SendError<T>> {
         self.sender.send(self.value)

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{unique_name, Cleanup, Rec};
 use shmchan::stats::Observer;
 use shmchan::test_hooks::{async_entries, wake_calls};
-use shmchan::{Mode, Overflow, Route, Wait};
+use shmchan::{Mode, Overflow, RecvError, Route, Wait};
 
 const NO_WAITV: &str = "SHMCHAN_TEST_NO_FUTEX_WAITV";
 
@@ -278,13 +278,23 @@ fn a_forked_child_gets_its_own_waker_thread() {
         // SAFETY: leaves the child at once, without running the parent's exit handlers.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
+    let status = reap(pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's async receive failed (status {status})"
+    );
+}
+
+/// Waits for our forked child `pid` and returns its wait status; kills it and fails
+/// if it takes more than 30 s.
+fn reap(pid: libc::pid_t) -> libc::c_int {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut status = 0;
     loop {
         // SAFETY: `status` is a valid, writable int; `pid` is our child.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
-            break;
+            return status;
         }
         if std::time::Instant::now() >= deadline {
             // SAFETY: kills and reaps our own child.
@@ -296,10 +306,48 @@ fn a_forked_child_gets_its_own_waker_thread() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A future that registered in this process, dropped in a child forked meanwhile: the
+/// registration is this process's, and the child's drop leaves it alone (the segment's
+/// waiter count and the entry's tag); a poll of it in the child is refused.
+fn a_future_dropped_in_a_forked_child_leaves_the_registration() {
+    let name = unique_name("hooks-fork-drop");
+    let _cleanup = Cleanup(name.clone());
+    let mut tx = builder(&name).sender().expect("sender");
+    let mut rx = builder(&name).receiver().expect("receiver");
+    let mut f = Box::pin(rx.recv_async());
+    assert!(poll_once(f.as_mut()).is_pending());
+    assert_eq!(data_waiters(&name), 1, "a pending receive is registered");
+    // SAFETY: the child polls and drops the future (no lock of the library's is held
+    // across a fork: the registry is re-created in the child) and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let refused = matches!(poll_once(f.as_mut()), Poll::Ready(Err(RecvError::Forked)));
+            drop(f);
+            refused
+        }))
+        .unwrap_or(false);
+        // SAFETY: leaves the child at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(if refused { 0 } else { 1 }) };
+    }
+    let status = reap(pid);
+    assert_eq!(
+        data_waiters(&name),
+        1,
+        "the child's drop took this process's registration"
+    );
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the forked child's async receive failed (status {status})"
+        "the child's poll of this process's future was not refused (status {status})"
     );
+    // The registration is intact: the future is woken by the next record.
+    tx.send(Rec::new(9)).expect("send");
+    let got = pollster::block_on(f).expect("a record");
+    assert_eq!(got, Rec::new(9));
+    assert_eq!(data_waiters(&name), 0);
 }
 
 #[test]
@@ -316,6 +364,7 @@ fn counters_of_one_process() {
     no_wake_call_when_nobody_is_parked();
     two_hundred_receivers_start_a_second_waker_thread();
     a_forked_child_gets_its_own_waker_thread();
+    a_future_dropped_in_a_forked_child_leaves_the_registration();
 }
 
 /// The same steps with the waker threads forced onto the `FUTEX_WAIT` fallback.

@@ -31,6 +31,14 @@
 //! a word, so no waiter elsewhere depends on it). A dropped `send_async` has published
 //! nothing (a claim it made stays with the sender for its next record, as after a
 //! `send_timeout`).
+//!
+//! # Fork
+//!
+//! A future copied into a child by `fork` belongs to the parent, as its handle does
+//! (`process.rs`, "Fork"): polled there, its attempt is refused (`Forked`); dropped
+//! there, it leaves the registration alone, which is the parent's (its tag in the
+//! entry's `parked` word and its place in the waiter count: unregistering would take
+//! them from the parent's future, which may be asleep on them).
 
 pub mod park;
 
@@ -82,6 +90,7 @@ mod waiter {
     use super::park::{ParkState, Step};
     use super::waker_thread::{self, Slot};
     use crate::barrier::DEGRADED_TICK;
+    use crate::process;
     use crate::sync::{spin_hint, Ordering};
     use crate::wait::{Parker, IDLE_TICK};
 
@@ -103,8 +112,11 @@ mod waiter {
 
     /// A wait under way: its registration on the futex pair, its registry entry, and
     /// its spin budget.
-    #[derive(Debug, Default)]
+    #[derive(Debug)]
     struct WaitState {
+        /// The fork generation of the process the wait began in, whose registration
+        /// `park` is (module doc, "Fork").
+        forks: u64,
         park: ParkState,
         slot: Option<Slot>,
         /// When this wait began, or last ran the liveness checks.
@@ -115,10 +127,41 @@ mod waiter {
         last: Option<(usize, u32, Duration)>,
     }
 
+    impl WaitState {
+        fn new() -> Box<WaitState> {
+            Box::new(WaitState {
+                forks: process::fork_generation(),
+                park: ParkState::default(),
+                slot: None,
+                since: None,
+                spin: Duration::ZERO,
+                last: None,
+            })
+        }
+
+        /// Unregisters from the pair `parker(x)` names and removes the registry entry
+        /// (`pass_on`: see `waker_thread::cancel`), unless the wait began in another
+        /// process (the parent of a `fork`), whose registration this is.
+        fn end<X: ?Sized>(
+            &mut self,
+            x: &X,
+            parker: &impl for<'a> Fn(&'a X) -> Parker<'a>,
+            pass_on: bool,
+        ) {
+            if self.forks != process::fork_generation() {
+                return;
+            }
+            self.park.finish(x, parker);
+            if let Some(slot) = self.slot.take() {
+                waker_thread::cancel(slot, pass_on);
+            }
+        }
+    }
+
     impl Waiter {
         /// Sets the spin budget (before the first poll).
         pub(crate) fn set_spin(&mut self, spin: Duration) {
-            self.state.get_or_insert_with(Box::default).spin = spin;
+            self.state.get_or_insert_with(WaitState::new).spin = spin;
         }
 
         /// One poll of a future that waits on `parker(x)` for `attempt(x)` to give
@@ -162,7 +205,7 @@ mod waiter {
             tick: impl FnOnce(&mut X),
             tried: bool,
         ) -> Poll<R> {
-            let st = self.state.get_or_insert_with(Box::default);
+            let st = self.state.get_or_insert_with(WaitState::new);
             if let Some(since) = st.since {
                 if since.elapsed() >= IDLE_TICK {
                     tick(x);
@@ -230,10 +273,7 @@ mod waiter {
             r: R,
         ) -> R {
             if let Some(mut st) = self.state.take() {
-                st.park.finish(x, parker);
-                if let Some(slot) = st.slot.take() {
-                    waker_thread::cancel(slot, false);
-                }
+                st.end(x, parker, false);
             }
             r
         }
@@ -247,10 +287,7 @@ mod waiter {
         ) {
             // No wait state: never waited, or finished; nothing to undo.
             if let Some(mut st) = self.state.take() {
-                st.park.finish(x, &parker);
-                if let Some(slot) = st.slot.take() {
-                    waker_thread::cancel(slot, true);
-                }
+                st.end(x, &parker, true);
             }
         }
     }

@@ -21,6 +21,7 @@ fn outcome<R>(result: Result<R, TryRecvError>) -> Poll<Result<R, RecvError>> {
         Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
         Err(TryRecvError::Disconnected) => Poll::Ready(Err(RecvError::Disconnected)),
         Err(TryRecvError::Evicted) => Poll::Ready(Err(RecvError::Evicted)),
+        Err(TryRecvError::Forked) => Poll::Ready(Err(RecvError::Forked)),
     }
 }
 
@@ -238,8 +239,8 @@ impl<T: Pod> Drop for RecvManyFuture<'_, T> {
 /// `Err(`[`RecvError::Lagged`]`(n))` after a lap (broadcast `Overwrite`; the stream goes
 /// on with the oldest record still there). The stream ends (`None`) when the senders
 /// have disconnected and everything they sent was received, and after yielding
-/// `Err(`[`RecvError::Evicted`]`)`. Cancel safe as [`Receiver::recv_async`]: a record
-/// is taken only by the poll that yields it.
+/// `Err(`[`RecvError::Evicted`]`)` or `Err(`[`RecvError::Forked`]`)`. Cancel safe as
+/// [`Receiver::recv_async`]: a record is taken only by the poll that yields it.
 #[cfg(feature = "stream")]
 #[derive(Debug)]
 pub struct RecvStream<T: Pod> {
@@ -295,10 +296,11 @@ impl<T: Pod> futures_core::Stream for RecvStream<T> {
                 Err(TryRecvError::Lagged(n)) => Poll::Ready(Some(Err(RecvError::Lagged(n)))),
                 Err(TryRecvError::Disconnected) => Poll::Ready(None),
                 Err(TryRecvError::Evicted) => Poll::Ready(Some(Err(RecvError::Evicted))),
+                Err(TryRecvError::Forked) => Poll::Ready(Some(Err(RecvError::Forked))),
             },
             Receiver::check_liveness_next,
         );
-        if let Poll::Ready(None | Some(Err(RecvError::Evicted))) = item {
+        if let Poll::Ready(None | Some(Err(RecvError::Evicted | RecvError::Forked))) = item {
             this.ended = true;
         }
         item

@@ -20,7 +20,8 @@ impl<T: Pod> Sender<T> {
     /// spinning on the executor's thread) until a receiver makes room. A slot held by
     /// a lap-older `Channel` writer that stalls mid-write is looked at again once an
     /// idle tick (50 ms). Fails only if this sender lost its role, giving the record
-    /// back in [`SendError::Evicted`].
+    /// back in [`SendError::Evicted`], or is used in a forked child
+    /// ([`SendError::Forked`]).
     ///
     /// # Cancel safety
     ///
@@ -87,6 +88,7 @@ impl<T: Pod> Future for SendFuture<'_, T> {
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(TrySendError::Full(_)) => Poll::Pending,
                 Err(TrySendError::Evicted(v)) => Poll::Ready(Err(SendError::Evicted(v))),
+                Err(TrySendError::Forked(v)) => Poll::Ready(Err(SendError::Forked(v))),
             },
             // `try_send` runs the liveness checks itself, once a tick.
             |_| {},

@@ -39,8 +39,8 @@
 
 mod error;
 mod layout;
-mod receiver;
-mod sender;
+pub(crate) mod receiver;
+pub(crate) mod sender;
 
 use std::path::Path;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::RawError;
 use super::layout::RecordLayout;
 use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
-use crate::process::{self, ProcLiveness};
+use crate::process::{Opener, ProcLiveness};
 use crate::ring::reader::Reader;
 use crate::ring::record::{Packed, Record, RecordsMut};
 use crate::ring::recv::{self, RecvState};
@@ -52,8 +52,8 @@ pub struct RawReceiver {
     state: RecvState,
     wait: Wait,
     layout: RecordLayout,
-    /// The owner word of the process that opened this receiver.
-    owner: u64,
+    /// The process that opened this receiver, the only one it acts for.
+    opener: Opener,
     empty_polls: u32,
     lagged_total: u64,
 }
@@ -77,19 +77,20 @@ impl RawReceiver {
     ) -> Result<Self, OpenError> {
         let view = segment.view();
         let state = RecvState::before_join(view);
-        let owner = process::current_owner();
-        let reader =
-            Reader::join(view, owner, &ProcLiveness).ok_or_else(|| OpenError::ReceiversFull {
+        let opener = Opener::current();
+        let reader = Reader::join(view, opener.word(), &ProcLiveness).ok_or_else(|| {
+            OpenError::ReceiversFull {
                 path: segment.path().to_owned(),
                 max: view.receivers.len(),
-            })?;
+            }
+        })?;
         Ok(RawReceiver {
             segment,
             reader: Some(reader),
             state,
             wait,
             layout,
-            owner,
+            opener,
             empty_polls: 0,
             lagged_total: 0,
         })
@@ -212,18 +213,18 @@ impl RawReceiver {
     // above with byte buffers of the segment's record size.
 
     /// [`RawReceiver::recv_into`] for a buffer of the right size.
+    ///
+    /// Every entry point of a receive checks [`Opener::is_here`] before it touches the
+    /// ring: a copy of this receiver in a forked child would otherwise move its
+    /// parent's cursor, or take records in its parent's name. Here the fast path is
+    /// taken only after the check, and the refusal is left to the slow path, which
+    /// checks again (so the inlined part stays small).
     #[inline(always)]
     pub(crate) fn recv_record<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), RecvError> {
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
-        match self.recv_slow(dst, None) {
-            Ok(()) => Ok(()),
-            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
-            // No deadline: nothing else ends the wait.
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        self.recv_slow(dst, None).map_err(without_deadline)
     }
 
     /// [`RawReceiver::try_recv_into`] for a buffer of the right size.
@@ -232,7 +233,7 @@ impl RawReceiver {
         &mut self,
         dst: &mut R,
     ) -> Result<(), TryRecvError> {
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
         self.try_recv_slow(dst)
@@ -259,6 +260,9 @@ impl RawReceiver {
 
     #[inline(never)]
     fn try_recv_slow<R: Record + ?Sized>(&mut self, dst: &mut R) -> Result<(), TryRecvError> {
+        if !self.opener.is_here() {
+            return Err(TryRecvError::Forked);
+        }
         self.empty_polls = self.empty_polls.wrapping_add(1);
         let check_liveness = self.empty_polls % EMPTY_POLLS_PER_LIVENESS_CHECK == 0;
         let view = self.segment.view();
@@ -279,7 +283,7 @@ impl RawReceiver {
         dst: &mut R,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
-        if self.read_fast(dst) {
+        if self.opener.is_here() && self.read_fast(dst) {
             return Ok(());
         }
         self.recv_slow(dst, deadline)
@@ -291,6 +295,9 @@ impl RawReceiver {
         dst: &mut R,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
+        if !self.opener.is_here() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let view = self.segment.view();
         let result = recv::recv_into(
             view,
@@ -317,6 +324,9 @@ impl RawReceiver {
     /// [`RawReceiver::release`].
     #[inline]
     pub(crate) fn hold(&mut self, deadline: Option<Instant>) -> Result<u64, RecvTimeoutError> {
+        if !self.opener.is_here() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let view = self.segment.view();
         if let Some(seq) = present(&mut self.reader).hold_fast(view) {
             return Ok(seq);
@@ -335,6 +345,9 @@ impl RawReceiver {
     /// Lossless only: [`RawReceiver::hold`] if a record is there now.
     #[inline]
     pub(crate) fn try_hold(&mut self) -> Result<u64, TryRecvError> {
+        if !self.opener.is_here() {
+            return Err(TryRecvError::Forked);
+        }
         let view = self.segment.view();
         if let Some(seq) = present(&mut self.reader).hold_fast(view) {
             return Ok(seq);
@@ -368,9 +381,13 @@ impl RawReceiver {
         view.slots[view.geom.data_range(seq)].as_ptr().cast()
     }
 
-    /// Lets go of record `seq`, held by [`RawReceiver::hold`].
+    /// Lets go of record `seq`, held by [`RawReceiver::hold`]. Nothing in a forked child:
+    /// the hold is the parent's (a guard copied by `fork` and dropped there).
     #[inline]
     pub(crate) fn release(&mut self, seq: u64) {
+        if !self.opener.is_here() {
+            return;
+        }
         let view = self.segment.view();
         present(&mut self.reader).release(view, seq);
     }
@@ -380,13 +397,8 @@ impl RawReceiver {
         &mut self,
         out: &mut R,
     ) -> Result<usize, RecvError> {
-        match self.recv_many_records_deadline(out, None) {
-            Ok(n) => Ok(n),
-            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(RecvTimeoutError::Evicted) => Err(RecvError::Evicted),
-            // No deadline: nothing else ends the wait.
-            Err(_) => Err(RecvError::Disconnected),
-        }
+        self.recv_many_records_deadline(out, None)
+            .map_err(without_deadline)
     }
 
     /// The blocking batch receive, until `deadline` (`None`: for ever).
@@ -395,6 +407,9 @@ impl RawReceiver {
         out: &mut R,
         deadline: Option<Instant>,
     ) -> Result<usize, RecvTimeoutError> {
+        if !self.opener.is_here() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let view = self.segment.view();
         let result = recv::recv_many(
             view,
@@ -413,6 +428,9 @@ impl RawReceiver {
         &mut self,
         out: &mut R,
     ) -> Result<usize, TryRecvError> {
+        if !self.opener.is_here() {
+            return Err(TryRecvError::Forked);
+        }
         if out.count() == 0 {
             return Ok(0);
         }
@@ -434,6 +452,18 @@ impl RawReceiver {
             );
         }
         self.count_lag(result)
+    }
+}
+
+/// The error of a receive without a deadline, from the error of the one with a
+/// deadline that it is.
+pub(crate) fn without_deadline(e: RecvTimeoutError) -> RecvError {
+    match e {
+        RecvTimeoutError::Lagged(n) => RecvError::Lagged(n),
+        RecvTimeoutError::Evicted => RecvError::Evicted,
+        RecvTimeoutError::Forked => RecvError::Forked,
+        // No deadline: nothing else ends the wait.
+        RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout => RecvError::Disconnected,
     }
 }
 
@@ -477,7 +507,7 @@ impl LagOf for TryRecvError {
 impl Drop for RawReceiver {
     fn drop(&mut self) {
         // A copy in a forked child belongs to the parent, which still uses it.
-        if !process::is_current_process(self.owner) {
+        if !self.opener.is_here_for_sure() {
             return;
         }
         if let Some(reader) = self.reader.take() {

@@ -8,7 +8,7 @@ use super::error::RawError;
 use super::layout::RecordLayout;
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
 use crate::options::Family;
-use crate::process::{self, ProcLiveness};
+use crate::process::{self, Opener, ProcLiveness};
 use crate::ring::producer::Producer;
 use crate::ring::record::{GapMarker, Packed, Record, Records};
 use crate::ring::send::{self, SendFail};
@@ -46,8 +46,8 @@ pub struct RawSender {
     producer: Producer,
     wait: Wait,
     layout: RecordLayout,
-    /// The owner word of the process that opened this sender.
-    owner: u64,
+    /// The process that opened this sender, the only one it acts for.
+    opener: Opener,
     /// Last time a full `try_send` checked the liveness of the receivers.
     last_liveness: Option<Instant>,
 }
@@ -70,7 +70,8 @@ impl RawSender {
         wait: Wait,
         layout: RecordLayout,
     ) -> Result<Self, OpenError> {
-        let owner = process::current_owner();
+        let opener = Opener::current();
+        let owner = opener.word();
         let view = segment.view();
         let producer = match family {
             Family::Route => {
@@ -95,7 +96,7 @@ impl RawSender {
             producer,
             wait,
             layout,
-            owner,
+            opener,
             last_liveness: None,
         })
     }
@@ -120,18 +121,14 @@ impl RawSender {
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), RawError<SendError<()>>> {
         self.check_one(bytes.len())?;
         self.send_record(bytes)
-            .map_err(|_| RawError::Channel(SendError::Evicted(())))
+            .map_err(|fail| RawError::Channel(send_error(fail, ())))
     }
 
     /// Sends one record if there is room now. As [`Sender::try_send`](crate::Sender::try_send).
     pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<(), RawError<TrySendError<()>>> {
         self.check_one(bytes.len())?;
-        self.try_send_record(bytes).map_err(|fail| {
-            RawError::Channel(match fail {
-                SendFail::Full => TrySendError::Full(()),
-                SendFail::Evicted => TrySendError::Evicted(()),
-            })
-        })
+        self.try_send_record(bytes)
+            .map_err(|fail| RawError::Channel(try_send_error(fail, ())))
     }
 
     /// Sends one record, waiting at most `timeout` for room.
@@ -142,12 +139,7 @@ impl RawSender {
     ) -> Result<(), RawError<SendTimeoutError<()>>> {
         self.check_one(bytes.len())?;
         self.send_record_deadline(bytes, Some(Instant::now() + timeout))
-            .map_err(|fail| {
-                RawError::Channel(match fail {
-                    SendFail::Full => SendTimeoutError::Timeout(()),
-                    SendFail::Evicted => SendTimeoutError::Evicted(()),
-                })
-            })
+            .map_err(|fail| RawError::Channel(send_timeout_error(fail, ())))
     }
 
     /// Sends every record of `bytes` (a whole number of records), in order, waiting
@@ -213,7 +205,7 @@ impl RawSender {
             return Ok(());
         }
         self.send_record(&GapMarker::new(missing))
-            .map_err(|_| SendError::Evicted(()))
+            .map_err(|fail| send_error(fail, ()))
     }
 
     /// [`RawSender::publish_gap`] if there is room now.
@@ -222,10 +214,7 @@ impl RawSender {
             return Ok(());
         }
         self.try_send_record(&GapMarker::new(missing))
-            .map_err(|fail| match fail {
-                SendFail::Full => TrySendError::Full(()),
-                SendFail::Evicted => TrySendError::Evicted(()),
-            })
+            .map_err(|fail| try_send_error(fail, ()))
     }
 
     /// [`RawSender::publish_gap`], waiting at most `timeout` for room.
@@ -238,10 +227,7 @@ impl RawSender {
             return Ok(());
         }
         self.send_record_deadline(&GapMarker::new(missing), Some(Instant::now() + timeout))
-            .map_err(|fail| match fail {
-                SendFail::Full => SendTimeoutError::Timeout(()),
-                SendFail::Evicted => SendTimeoutError::Evicted(()),
-            })
+            .map_err(|fail| send_timeout_error(fail, ()))
     }
 
     fn check_one<E>(&self, len: usize) -> Result<(), RawError<E>> {
@@ -301,25 +287,41 @@ impl RawSender {
     // `Sender<T>` calls these with `T` (a size known at compile time), the methods
     // above with byte buffers of the segment's record size.
 
-    /// Whether this sender still holds its role.
-    pub(crate) fn holds_role(&self) -> bool {
-        self.producer.holds_role(self.segment.view())
+    /// Whether this sender can send: it is used in the process that opened it, and
+    /// still holds its role (`Err`: why not).
+    pub(crate) fn check_role(&self) -> Result<(), SendFail> {
+        if !self.opener.is_here() {
+            Err(SendFail::Forked)
+        } else if !self.producer.holds_role(self.segment.view()) {
+            Err(SendFail::Evicted)
+        } else {
+            Ok(())
+        }
     }
 
     /// Sends a record, waiting while a lossless ring is full. An error means this
-    /// sender lost its role (the only way a send without deadline ends unsent).
-    #[inline]
+    /// sender lost its role or is used in a forked child (the only ways a send without
+    /// deadline ends unsent).
+    ///
+    /// Every entry point of a send checks [`Opener::is_here`] before it touches the
+    /// ring: a copy of this sender in a forked child would otherwise act with its
+    /// parent's claim. Here the fast path is taken only after the check, and the
+    /// refusal is left to the slow path, which checks again. Inlined always: the check
+    /// tipped the compiler's choice to a call, which cost ~20 instructions a record.
+    #[inline(always)]
     pub(crate) fn send_record<R: Record + ?Sized>(&mut self, value: &R) -> Result<(), SendFail> {
-        let view = self.segment.view();
-        if send::send_now(&mut self.producer, view, value, &ProcLiveness) {
-            return Ok(());
+        if self.opener.is_here() {
+            let view = self.segment.view();
+            if send::send_now(&mut self.producer, view, value, &ProcLiveness) {
+                return Ok(());
+            }
         }
         self.send_slow(value)
     }
 
     #[inline(never)]
     fn send_slow<R: Record + ?Sized>(&mut self, value: &R) -> Result<(), SendFail> {
-        // No deadline: only eviction ends the wait.
+        // No deadline: only eviction (or a fork) ends the wait.
         self.send_record_deadline(value, None)
     }
 
@@ -329,6 +331,9 @@ impl RawSender {
         &mut self,
         value: &R,
     ) -> Result<(), SendFail> {
+        if !self.opener.is_here() {
+            return Err(SendFail::Forked);
+        }
         let view = self.segment.view();
         // Dead receivers (or a dead writer holding a slot) may be what holds us back.
         // Look at most once a tick: the check reads /proc.
@@ -351,6 +356,9 @@ impl RawSender {
         value: &R,
         deadline: Option<Instant>,
     ) -> Result<(), SendFail> {
+        if !self.opener.is_here() {
+            return Err(SendFail::Forked);
+        }
         let view = self.segment.view();
         send::send(
             &mut self.producer,
@@ -367,11 +375,9 @@ impl RawSender {
         &mut self,
         records: &R,
     ) -> Result<usize, SendError<usize>> {
-        match self.send_many_deadline(records, None) {
-            Ok(n) => Ok(n),
-            // No deadline: only eviction ends the wait.
-            Err((n, _)) => Err(SendError::Evicted(n)),
-        }
+        // No deadline: only eviction (or a fork) ends the wait.
+        self.send_many_deadline(records, None)
+            .map_err(|(n, fail)| send_error(fail, n))
     }
 
     /// Sends all of `records`, waiting at most `timeout` for room.
@@ -380,11 +386,8 @@ impl RawSender {
         records: &R,
         timeout: Duration,
     ) -> Result<usize, SendTimeoutError<usize>> {
-        match self.send_many_deadline(records, Some(Instant::now() + timeout)) {
-            Ok(n) => Ok(n),
-            Err((n, SendFail::Full)) => Err(SendTimeoutError::Timeout(n)),
-            Err((n, SendFail::Evicted)) => Err(SendTimeoutError::Evicted(n)),
-        }
+        self.send_many_deadline(records, Some(Instant::now() + timeout))
+            .map_err(|(n, fail)| send_timeout_error(fail, n))
     }
 
     fn send_many_deadline<R: Records + ?Sized>(
@@ -392,6 +395,9 @@ impl RawSender {
         records: &R,
         deadline: Option<Instant>,
     ) -> Result<usize, (usize, SendFail)> {
+        if !self.opener.is_here() {
+            return Err((0, SendFail::Forked));
+        }
         let view = self.segment.view();
         send::send_many(
             &mut self.producer,
@@ -408,9 +414,12 @@ impl RawSender {
         &mut self,
         records: &R,
     ) -> Result<usize, SendError<usize>> {
+        if !self.opener.is_here() {
+            return Err(SendError::Forked(0));
+        }
         let view = self.segment.view();
         let first = send::try_send_many(&mut self.producer, view, records, &ProcLiveness, false)
-            .map_err(|(n, _)| SendError::Evicted(n))?;
+            .map_err(|(n, fail)| send_error(fail, n))?;
         if first == records.count() {
             return Ok(first);
         }
@@ -427,7 +436,7 @@ impl RawSender {
         let rest = Skip(records, first);
         match send::try_send_many(&mut self.producer, view, &rest, &ProcLiveness, true) {
             Ok(n) => Ok(first + n),
-            Err((n, _)) => Err(SendError::Evicted(first + n)),
+            Err((n, fail)) => Err(send_error(fail, first + n)),
         }
     }
 }
@@ -445,10 +454,37 @@ impl<R: Records + ?Sized> Records for Skip<'_, R> {
     }
 }
 
+/// The error of a send that gave up for `fail` (without a deadline: never `Full`),
+/// carrying `value` back.
+pub(crate) fn send_error<T>(fail: SendFail, value: T) -> SendError<T> {
+    match fail {
+        SendFail::Forked => SendError::Forked(value),
+        SendFail::Full | SendFail::Evicted => SendError::Evicted(value),
+    }
+}
+
+/// The error of a `try_send` that gave up for `fail`, carrying `value` back.
+pub(crate) fn try_send_error<T>(fail: SendFail, value: T) -> TrySendError<T> {
+    match fail {
+        SendFail::Full => TrySendError::Full(value),
+        SendFail::Evicted => TrySendError::Evicted(value),
+        SendFail::Forked => TrySendError::Forked(value),
+    }
+}
+
+/// The error of a send with a deadline that gave up for `fail`, carrying `value` back.
+pub(crate) fn send_timeout_error<T>(fail: SendFail, value: T) -> SendTimeoutError<T> {
+    match fail {
+        SendFail::Full => SendTimeoutError::Timeout(value),
+        SendFail::Evicted => SendTimeoutError::Evicted(value),
+        SendFail::Forked => SendTimeoutError::Forked(value),
+    }
+}
+
 impl Drop for RawSender {
     fn drop(&mut self) {
         // A copy in a forked child belongs to the parent, which still uses it.
-        if process::is_current_process(self.owner) {
+        if self.opener.is_here_for_sure() {
             self.producer.leave(self.segment.view());
         }
     }

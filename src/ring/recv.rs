@@ -413,6 +413,9 @@ fn recv_with<S: Take>(
             Err(TryRecvError::Lagged(n)) => Some(Err(RecvTimeoutError::Lagged(n))),
             Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
             Err(TryRecvError::Evicted) => Some(Err(RecvTimeoutError::Evicted)),
+            // Refused before the ring is reached (`raw/receiver.rs`); mapped for
+            // completeness.
+            Err(TryRecvError::Forked) => Some(Err(RecvTimeoutError::Forked)),
         },
     )
     .unwrap_or(Err(RecvTimeoutError::Timeout));

@@ -28,6 +28,10 @@ pub enum SendFail {
     Full,
     /// This producer lost its role: it was judged dead and taken over or reaped.
     Evicted,
+    /// The handle belongs to another process (a `fork` copied it into this one). Never
+    /// returned by the ring: the handle refuses before it gets there
+    /// (`raw/sender.rs`).
+    Forked,
 }
 
 /// The hot path, inlined: sends `value` if there is room now and nothing unusual
