@@ -101,7 +101,34 @@ def test_a_subarray_record_comes_back_as_an_array(name):
 
 # --- 2. attributes, close() and signal handlers while a call is in progress ---------
 
-BUSY = """
+def wait_in_use(handle, timeout: float = 10) -> bool:
+    """Waits until another thread is inside a call on `handle` (a call that needs the
+    handle is refused with RuntimeError then); False if none was within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            handle.next_seq
+        except RuntimeError:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+# The same, for the children (pasted into their code).
+WAIT_IN_USE = """
+    def wait_in_use(handle, timeout=10):
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                handle.next_seq
+            except RuntimeError:
+                return True
+            time.sleep(0.005)
+        return False
+"""
+
+BUSY = WAIT_IN_USE + """
     import sys, threading, time, numpy as np, shmchan
     name, kind = sys.argv[1:]
     rx = shmchan.Route.receiver(name, np.uint64, overflow="block", capacity=8)
@@ -120,8 +147,7 @@ BUSY = """
             got.append(f"{type(e).__name__}: {e} sent={getattr(e, 'sent', None)}")
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(0.3)  # well inside the call by now
-    print("inside", t.is_alive(), flush=True)
+    print("inside", wait_in_use(handle), flush=True)
     print("closed", handle.closed, flush=True)
     print("repr", "closed" in repr(handle), flush=True)
     try:
@@ -146,8 +172,8 @@ def test_attributes_and_close_while_another_thread_is_inside_a_call(name, kind):
         assert lines[6].endswith("sent=0"), lines
 
 
-SIGNAL = """
-    import signal, sys, numpy as np, shmchan
+SIGNAL = WAIT_IN_USE + """
+    import signal, sys, threading, numpy as np, shmchan
     name = sys.argv[1]
     rx = shmchan.Route.receiver(name, np.uint64)
     seen = []
@@ -161,7 +187,11 @@ SIGNAL = """
         rx.close()
         seen.append(f"closed-after-close={rx.closed}")
     signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    main = threading.get_ident()
+    def alarm():  # SIGALRM once the main thread is inside recv
+        if wait_in_use(rx):
+            signal.pthread_kill(main, signal.SIGALRM)
+    threading.Thread(target=alarm, daemon=True).start()
     try:
         rx.recv(timeout=10)
         print("returned")
@@ -181,7 +211,7 @@ def test_a_signal_handler_can_read_and_close_the_handle_it_interrupted(name):
     ]
 
 
-FORK = """
+FORK = WAIT_IN_USE + """
     import os, signal, sys, threading, time, numpy as np, shmchan
     name = sys.argv[1]
     rx = shmchan.Route.receiver(name, np.uint64)
@@ -192,7 +222,7 @@ FORK = """
             pass
     t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.3)  # the thread is inside recv (it holds the handle)
+    assert wait_in_use(rx)  # the thread is inside recv: it holds the handle's lock
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: only this thread exists; the handle's lock stays held
@@ -244,8 +274,7 @@ def test_close_cancels_a_recv_waiting_for_ever(name):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        time.sleep(0.3)
-        assert t.is_alive()
+        assert wait_in_use(rx)
         rx.close()
         t.join(10)
         assert not t.is_alive()
@@ -272,8 +301,7 @@ def test_close_cancels_a_send_many_waiting_for_room_and_says_how_many_went(name)
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        time.sleep(0.3)
-        assert t.is_alive()
+        assert wait_in_use(tx)
         tx.close()
         t.join(10)
         assert isinstance(got[0], ValueError) and "closed" in str(got[0]), got
@@ -427,13 +455,16 @@ def test_the_extension_refuses_object_dtypes_itself(name, dtype):
         shmchan.inspect(name)  # nothing was created
 
 
-SIGINT_SEND = """
-    import signal, sys, numpy as np, shmchan
+SIGINT_SEND = WAIT_IN_USE + """
+    import signal, sys, threading, numpy as np, shmchan
     signal.signal(signal.SIGINT, signal.default_int_handler)
     name = sys.argv[1]
     rx = shmchan.Route.receiver(name, np.uint64, overflow="block", capacity=64)
     tx = shmchan.Route.sender(name, np.uint64, overflow="block", capacity=64)
-    print("READY", flush=True)
+    def announce():  # READY once the main thread is inside send_many (the ring is full)
+        if wait_in_use(tx):
+            print("READY", flush=True)
+    threading.Thread(target=announce, daemon=True).start()
     try:
         tx.send_many(np.arange(1000, dtype=np.uint64))
         print("returned", flush=True)
@@ -447,7 +478,6 @@ def test_ctrl_c_during_send_many_tells_how_many_were_sent(name):
                          stdout=subprocess.PIPE, text=True, cwd=HERE)
     try:
         assert p.stdout.readline().strip() == "READY"
-        time.sleep(0.3)  # the ring is full by now: send_many waits for room
         p.send_signal(2)
         out, _ = p.communicate(timeout=10)
     finally:
