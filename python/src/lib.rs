@@ -676,6 +676,7 @@ fn open_receiver(
     let rx = py
         .detach(move || b.receiver())
         .map_err(|e| open_error(py, e))?;
+    let schema = rx.layout().schema().to_owned();
     Ok(Receiver {
         handle: Handle::new(
             RecvInner {
@@ -688,6 +689,7 @@ fn open_receiver(
         capacity: ring_capacity(&options),
         dtype: dtype.unbind(),
         name,
+        schema,
     })
 }
 
@@ -942,6 +944,8 @@ struct Receiver {
     /// The ring's capacity: the most records one batch receive asks for.
     capacity: usize,
     name: String,
+    /// The layout's schema, kept outside the handle's lock (it never changes).
+    schema: String,
 }
 
 impl Receiver {
@@ -1209,10 +1213,11 @@ impl Receiver {
         &self.name
     }
 
-    /// The schema id (type name) in the segment's header.
+    /// The schema id (type name) in the segment's header. Never waits for a call in
+    /// progress.
     #[getter]
-    fn schema(&self) -> PyResult<String> {
-        self.with(|inner, _| Ok(inner.rx.layout().schema().to_owned()))
+    fn schema(&self) -> &str {
+        &self.schema
     }
 
     /// Whether `close()` was called. Never waits for a call in progress.

@@ -150,6 +150,7 @@ BUSY = WAIT_IN_USE + """
     print("inside", wait_in_use(handle), flush=True)
     print("closed", handle.closed, flush=True)
     print("repr", "closed" in repr(handle), flush=True)
+    print("name", handle.name == name, getattr(handle, "schema", "u64"), handle.dtype, flush=True)
     try:
         handle.recv(timeout=0) if kind == "receiver" else handle.send(np.uint64(1))
     except RuntimeError as e:
@@ -165,11 +166,11 @@ BUSY = WAIT_IN_USE + """
 @pytest.mark.parametrize("kind", ["receiver", "sender"])
 def test_attributes_and_close_while_another_thread_is_inside_a_call(name, kind):
     lines = run_child(BUSY, name, kind)
-    assert lines[:6] == ["inside True", "closed False", "repr False",
+    assert lines[:7] == ["inside True", "closed False", "repr False", "name True u64 uint64",
                          "second call refused True", "joined True", "closed True True"], lines
-    assert lines[6].startswith("call ValueError") and "closed" in lines[6], lines
+    assert lines[7].startswith("call ValueError") and "closed" in lines[7], lines
     if kind == "sender":
-        assert lines[6].endswith("sent=0"), lines
+        assert lines[7].endswith("sent=0"), lines
 
 
 SIGNAL = WAIT_IN_USE + """
