@@ -4,23 +4,32 @@
 //! (the one implementation of the protocol, which the typed Rust API wraps as well).
 //! What lives here is only what Python needs around it:
 //!
-//! * numpy in and out: a record comes back as a `numpy.void` (or scalar) built from a
-//!   copy, a batch as a new array of exactly the records received, `recv_into` fills
-//!   a caller's C-contiguous, writeable array of the same dtype;
+//! * numpy in and out: a record comes back as numpy gives `a[0]` of a one-record
+//!   array (a `numpy.void` or scalar built from a copy, an array for a subarray dtype:
+//!   [`one_record`]); a batch is received straight into a new array of at most the
+//!   ring's capacity, then cut to the records received; `recv_into` fills a caller's
+//!   C-contiguous, writeable array of the same dtype; a send takes an array of the
+//!   dtype, a buffer of bytes as raw records, or what converts safely ([`send_source`]);
 //! * blocking calls release the GIL and wait in slices of at most [`SLICE`] (the
-//!   core's 50 ms liveness tick), running Python's signal handlers between slices, so
-//!   Ctrl-C interrupts a `recv()` and other Python threads run meanwhile;
+//!   core's 50 ms liveness tick), running Python's signal handlers and checking for a
+//!   `close()` between slices, so Ctrl-C interrupts a `recv()`, `close()` from another
+//!   thread ends it, and other Python threads run meanwhile;
+//! * a handle ([`Handle`]) serves one call at a time and is never waited for with the
+//!   GIL held: attributes and `repr` read state kept outside its lock, so they answer
+//!   from any thread, a signal handler or a forked child;
 //! * errors become Python exceptions (`shmchan.Lagged`, `Disconnected`, `Evicted`,
 //!   `Mismatch`, builtin `TimeoutError`, `FileNotFoundError`, `PermissionError`, ...);
+//!   one that ends a `send_many` part way carries the count sent as `.sent`;
 //! * a handle belongs to the process that opened it: one used in a forked child
 //!   raises instead of acting for its parent.
 //!
 //! The dtype checks (byte order, object fields) and the schema defaults are in the
 //! Python package (`shmchan/__init__.py`), which calls [`open_receiver`] and
-//! [`open_sender`] with a validated dtype.
+//! [`open_sender`] with a validated dtype; the openers refuse object dtypes again
+//! themselves (their records would be pointers).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Once, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -28,11 +37,12 @@ use numpy::npyffi::{self, npy_intp, NpyTypes, NPY_ARRAY_WRITEABLE, PY_ARRAY_API}
 use numpy::{PyArrayDescr, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyTimeoutError,
-    PyTypeError, PyValueError,
+    PyException, PyFileNotFoundError, PyMemoryError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyTimeoutError, PyTypeError, PyValueError,
 };
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use shmchan::raw::{self, RawError, RawReceiver, RawSender, RecordLayout};
 use shmchan::{
     Mode, OpenError, Overflow, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
@@ -240,16 +250,17 @@ fn timeout_end(e: RawError<RecvTimeoutError>) -> PyResult<RecvEnd> {
 // ---------------------------------------------------------------------------------
 // Time
 
-/// A deadline from a Python timeout in seconds (`None`: wait for ever).
+/// A deadline from a Python timeout in seconds (`None`: wait for ever). A timeout too
+/// long for a `Duration` or for the clock (`1e19`, `inf`) waits for ever too.
 fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(format!(
             "timeout must be a non-negative number of seconds or None, not {t}"
         ))),
-        Some(t) => Ok(Some(
-            Instant::now() + Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX / 4),
-        )),
+        Some(t) => Ok(Duration::try_from_secs_f64(t)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))),
     }
 }
 
@@ -267,18 +278,21 @@ fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
 // ---------------------------------------------------------------------------------
 // numpy
 
-/// A new array of `count` records of `descr`, a copy of `bytes` (`count * itemsize`).
-fn new_array<'py>(
+/// A new array of `count` records of `descr`, uninitialised (nothing is written to
+/// its memory, so a large array costs no more than the pages later written): the
+/// array and its data. For a subarray record dtype numpy makes the subarray trailing
+/// dimensions of the array. `MemoryError` if the memory cannot be had.
+fn empty_array<'py>(
     py: Python<'py>,
     descr: &Bound<'py, PyArrayDescr>,
     count: usize,
-    bytes: &[u8],
-) -> PyResult<Bound<'py, PyAny>> {
-    debug_assert_eq!(bytes.len(), count * descr.itemsize());
-    let mut dims = [count as npy_intp];
+) -> PyResult<(Bound<'py, PyAny>, *mut u8)> {
+    let mut dims = [npy_intp::try_from(count)
+        .map_err(|_| PyValueError::new_err(format!("{count} records are too many")))?];
     // SAFETY: `PyArray_NewFromDescr` steals a reference to the descriptor, which
-    // `into_dtype_ptr` hands over; the new array owns uninitialised memory of
-    // `count * itemsize` bytes (`bytes.len()`), which is filled before anyone sees it.
+    // `into_dtype_ptr` hands over; it returns a new array owning `count * itemsize`
+    // bytes of uninitialised memory, or NULL with an exception set (`MemoryError` when
+    // the allocation fails, `ValueError` when the size overflows).
     unsafe {
         let array_type = npyffi::get_type_object(py, NpyTypes::PyArray_Type);
         let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
@@ -294,24 +308,59 @@ fn new_array<'py>(
         );
         let array = Bound::from_owned_ptr_or_err(py, ptr)?;
         let data = (*(ptr as *mut npyffi::PyArrayObject)).fields.data as *mut u8;
-        if !bytes.is_empty() {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-        }
-        Ok(array)
+        Ok((array, data))
     }
 }
 
-/// One record of `descr` as a numpy scalar (`numpy.void` for a structured dtype), a
-/// copy of `bytes`.
-fn new_scalar<'py>(
+/// Shrinks `array` (made by [`empty_array`], referenced nowhere else) to its first
+/// `count` records, giving back the memory of the rest.
+fn shrink_array(array: &Bound<'_, PyAny>, count: usize) -> PyResult<()> {
+    let py = array.py();
+    let untyped = array.cast::<PyUntypedArray>()?;
+    let mut dims: Vec<npy_intp> = untyped.shape().iter().map(|&d| d as npy_intp).collect();
+    dims[0] = count as npy_intp;
+    let mut shape = npyffi::PyArray_Dims {
+        ptr: dims.as_mut_ptr(),
+        len: dims.len() as std::os::raw::c_int,
+    };
+    // SAFETY: `array` is a live array; `shape` points at `dims`, which outlives the
+    // call. With `refcheck` 0 numpy reallocates the data without checking for other
+    // references: there are none (the caller made the array and has not shared it),
+    // and nothing holds a pointer into it any more. Returns a new reference to `None`,
+    // or NULL with an exception set.
+    unsafe {
+        let none = PY_ARRAY_API.PyArray_Resize(
+            py,
+            untyped.as_array_ptr(),
+            &mut shape,
+            0,
+            npyffi::NPY_ORDER::NPY_CORDER,
+        );
+        Bound::from_owned_ptr_or_err(py, none).map(drop)
+    }
+}
+
+/// One record of `descr`, a copy of `bytes`: what numpy gives for `a[0]` of a
+/// one-record array `a` of this dtype. That is a numpy scalar (`numpy.void` for a
+/// structured dtype), or for a subarray record dtype (`('<u4', (3,))`) an array of the
+/// subarray's shape: numpy has no scalar of a subarray dtype.
+fn one_record<'py>(
     py: Python<'py>,
     descr: &Bound<'py, PyArrayDescr>,
     bytes: &mut [u8],
 ) -> PyResult<Bound<'py, PyAny>> {
     debug_assert_eq!(bytes.len(), descr.itemsize());
+    if descr.has_subarray() {
+        let (array, data) = empty_array(py, descr, 1)?;
+        // SAFETY: `data` holds one record of `itemsize` bytes (`bytes.len()`), written
+        // before the array is shared.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+        return array.get_item(0);
+    }
     // SAFETY: without a base object numpy copies `itemsize` bytes from `data` into a
     // scalar of its own (`PyArray_Scalar`); `bytes` holds that many. The descriptor is
-    // borrowed (numpy takes its own reference).
+    // borrowed (numpy takes its own reference). Not a subarray dtype (checked above):
+    // numpy cannot use a scalar of one.
     unsafe {
         let ptr = PY_ARRAY_API.PyArray_Scalar(
             py,
@@ -337,10 +386,16 @@ fn dtype_text(descr: &Bound<'_, PyArrayDescr>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// `obj`'s records as bytes, for a send: `bytes`/`bytearray` are taken as they are
-/// (the length is checked by the core), anything else must be (or convert to) an
-/// array of this dtype; an object with another dtype is refused rather than cast.
-/// Returns the object that owns the bytes (to keep alive), a pointer and a length.
+/// `obj`'s records as bytes, for a send. A numpy array or scalar must hold records of
+/// this dtype (another dtype is refused rather than cast). A buffer of bytes (any
+/// object with the buffer protocol and 1-byte items: `bytes`, `bytearray`, a
+/// `memoryview` of bytes, `array('B')`, a ctypes byte array, `mmap`) is taken as the
+/// records' bytes as they are and must be contiguous; the length is checked against
+/// the record size by the caller or the core. Anything else (a typed buffer such as
+/// `array('I')`, a tuple of field values, a list of records) is converted to an array
+/// of this dtype value by value, as `numpy.asarray` would, and refused if that cast
+/// is not safe. Returns the object that owns the bytes (to keep alive), a pointer and
+/// a length.
 fn send_source<'py>(
     py: Python<'py>,
     descr: &Bound<'py, PyArrayDescr>,
@@ -350,14 +405,22 @@ fn send_source<'py>(
         let b = bytes.as_bytes();
         return Ok((obj.clone(), b.as_ptr(), b.len()));
     }
-    if let Ok(dtype) = obj.getattr("dtype") {
-        if let Ok(dtype) = dtype.cast::<PyArrayDescr>() {
-            if !holds_records_of(dtype, descr) {
-                return Err(PyTypeError::new_err(format!(
-                    "records of dtype {} cannot be sent on a segment of dtype {}",
-                    dtype_text(dtype),
-                    dtype_text(descr)
-                )));
+    let numpy_dtype = obj
+        .getattr("dtype")
+        .ok()
+        .and_then(|d| d.cast_into::<PyArrayDescr>().ok());
+    match numpy_dtype {
+        Some(dtype) if !holds_records_of(&dtype, descr) => {
+            return Err(PyTypeError::new_err(format!(
+                "records of dtype {} cannot be sent on a segment of dtype {}",
+                dtype_text(&dtype),
+                dtype_text(descr)
+            )));
+        }
+        Some(_) => {}
+        None => {
+            if let Some(raw) = buffer_bytes(py, obj)? {
+                return Ok(raw);
             }
         }
     }
@@ -388,6 +451,58 @@ fn send_source<'py>(
     // SAFETY: a numpy array's `data` points at its `size * itemsize` bytes.
     let data = unsafe { (*untyped.as_array_ptr()).fields.data as *const u8 };
     Ok((array, data, len))
+}
+
+/// The bytes of `obj` if it is a buffer of bytes (`None` if it is no buffer, or one of
+/// larger items, whose values numpy converts): its memory as it is, without a copy,
+/// or a `ValueError` if that memory is not contiguous.
+fn buffer_bytes<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Bound<'py, PyAny>, *const u8, usize)>> {
+    // A memoryview holds the object's buffer export until it is released: a bytearray
+    // cannot be resized (nor an mmap closed) under a send that runs without the GIL.
+    let Ok(view) = PyMemoryView::from(obj) else {
+        return Ok(None);
+    };
+    if view.getattr(intern!(py, "itemsize"))?.extract::<usize>()? != 1 {
+        return Ok(None);
+    }
+    if !view.getattr(intern!(py, "c_contiguous"))?.is_truthy()? {
+        return Err(PyValueError::new_err(
+            "a buffer is sent as its bytes, which must be contiguous; this one is strided \
+             (pass bytes(...) of it, or numpy.ascontiguousarray(...))",
+        ));
+    }
+    let len: usize = view.getattr(intern!(py, "nbytes"))?.extract()?;
+    if len == 0 {
+        return Ok(Some((view.into_any(), std::ptr::null(), 0)));
+    }
+    // The buffer's bytes as a numpy array of `u8` (its memory, not a copy, whatever the
+    // view's item format): numpy reads the pointer that the C API gives it.
+    // SAFETY: `PyArray_FromBuffer` steals the descriptor reference that
+    // `into_dtype_ptr` hands over and returns a new reference to an array over the
+    // buffer's `len` bytes whose base is `view`, or NULL with an exception set.
+    let array = unsafe {
+        let ptr = PY_ARRAY_API.PyArray_FromBuffer(
+            py,
+            view.as_ptr(),
+            numpy::dtype::<u8>(py).into_dtype_ptr(),
+            -1,
+            0,
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)?
+    };
+    let untyped = array.cast::<PyUntypedArray>()?;
+    if untyped.len() != len {
+        return Err(PyValueError::new_err(
+            "the buffer changed size while it was read",
+        ));
+    }
+    // SAFETY: a numpy array's `data` points at its `len` bytes; the array keeps `view`
+    // (its base), and so the export, alive.
+    let data = unsafe { (*untyped.as_array_ptr()).fields.data as *const u8 };
+    Ok(Some((array, data, len)))
 }
 
 /// The bytes at `ptr`.
@@ -473,6 +588,13 @@ fn builder(
     descr: &Bound<'_, PyArrayDescr>,
     o: &Options,
 ) -> PyResult<(shmchan::Builder<raw::Raw>, String)> {
+    if descr.has_object() {
+        return Err(PyTypeError::new_err(format!(
+            "dtype {} holds Python objects: shmchan records are plain bytes; use \
+             fixed-size fields (numbers, 'S<n>' bytes, 'U<n>' text)",
+            dtype_text(descr)
+        )));
+    }
     let layout =
         RecordLayout::new(descr.itemsize(), o.align, &o.schema).map_err(|e| open_error(py, e))?;
     // With a path and no name, the file's name stands for it (the builder needs one).
@@ -522,8 +644,27 @@ fn builder(
     Ok((b, name))
 }
 
+/// The capacity of the ring just opened with `o`, from its header (the open resolved
+/// an existing segment's capacity, or the default): only the bound of a batch
+/// receive's array, so if the header cannot be read again (the segment was removed
+/// meanwhile), the capacity asked for or the default serves.
+fn ring_capacity(o: &Options) -> usize {
+    let info = match (&o.name, &o.path) {
+        (_, Some(path)) => raw::inspect_path(path),
+        (Some(name), None) => raw::inspect(name),
+        (None, None) => return o.capacity.unwrap_or(shmchan::DEFAULT_CAPACITY),
+    };
+    // The header is untrusted: bounded by what a valid segment has.
+    info.ok()
+        .and_then(|i| usize::try_from(i.capacity).ok())
+        .or(o.capacity)
+        .unwrap_or(shmchan::DEFAULT_CAPACITY)
+        .min(shmchan::MAX_CAPACITY)
+}
+
 /// Opens a receiver. `options` is a dict of every key of `Options`; the dtype is
-/// validated by the caller (native byte order, no objects).
+/// validated by the Python package (native byte order, no objects) and checked for
+/// objects here again (a record of Python objects would be pointers sent as bytes).
 #[pyfunction]
 fn open_receiver(
     py: Python<'_>,
@@ -535,15 +676,20 @@ fn open_receiver(
     let rx = py
         .detach(move || b.receiver())
         .map_err(|e| open_error(py, e))?;
+    let schema = rx.layout().schema().to_owned();
     Ok(Receiver {
-        inner: Mutex::new(Some(RecvInner {
-            rx,
-            scratch: Vec::new(),
-        })),
+        handle: Handle::new(
+            RecvInner {
+                rx,
+                scratch: Vec::new(),
+            },
+            "receiver",
+        ),
         size: dtype.itemsize(),
+        capacity: ring_capacity(&options),
         dtype: dtype.unbind(),
         name,
-        owner: Owner::current(),
+        schema,
     })
 }
 
@@ -560,11 +706,10 @@ fn open_sender(
         .detach(move || b.sender())
         .map_err(|e| open_error(py, e))?;
     Ok(Sender {
-        inner: Mutex::new(Some(tx)),
+        handle: Handle::new(tx, "sender"),
         size: dtype.itemsize(),
         dtype: dtype.unbind(),
         name,
-        owner: Owner::current(),
     })
 }
 
@@ -630,12 +775,162 @@ fn remove(py: Python<'_>, name: &str) -> PyResult<bool> {
 }
 
 // ---------------------------------------------------------------------------------
+// Handles
+
+/// A token per thread, to tell whether `close()` runs on the thread that is inside a
+/// call on the handle (a signal handler that the call's wait ran): never 0.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        // `Relaxed`: only uniqueness matters, which the read-modify-write gives.
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+/// What a `Receiver` or `Sender` holds: the Rust half, behind a lock that serves one
+/// call at a time, and what may be read without taking that lock.
+///
+/// The GIL is never held while waiting for the lock: a call takes it with `try_lock`
+/// (another thread inside a call: `RuntimeError`), `closed` and `repr` read `closing`
+/// only, and `close()` waits for the lock with the GIL released. A waiting call
+/// releases the GIL between slices and may run Python code there (signal handlers),
+/// which may touch the handle: so may a child forked meanwhile, where the lock stays
+/// held for ever by a thread that does not exist there.
+///
+/// Closing: `close()` sets `closing`, then takes the Rust half out if the lock is
+/// free. If a call holds it, that call sees `closing` at its next slice (at most
+/// [`SLICE`] later), returns with a closed error, and drops the Rust half itself as
+/// it leaves ([`Handle::with`]); `close()` from another thread waits for that, with
+/// the GIL released; `close()` from the calling thread itself (a signal handler) cannot
+/// wait for the call it interrupted, and returns at once.
+struct Handle<T> {
+    cell: Mutex<Option<T>>,
+    /// Set by `close()`, never cleared: the handle is closed, or will be when the call
+    /// inside it returns.
+    closing: AtomicBool,
+    /// The [`thread_token`] of the thread inside a call on this handle (0: none).
+    user: AtomicU64,
+    what: &'static str,
+    owner: Owner,
+}
+
+impl<T: Send> Handle<T> {
+    fn new(value: T, what: &'static str) -> Self {
+        Handle {
+            cell: Mutex::new(Some(value)),
+            closing: AtomicBool::new(false),
+            user: AtomicU64::new(0),
+            what,
+            owner: Owner::current(),
+        }
+    }
+
+    fn closed_error(&self) -> PyErr {
+        PyValueError::new_err(format!("this {} is closed", self.what))
+    }
+
+    /// Runs `f` on the open handle, after checking the process and that no other
+    /// thread uses it now. `f` gets the `closing` flag, which a wait checks between
+    /// its slices (see [`between_slices`]).
+    fn with<R>(&self, f: impl FnOnce(&mut T, &AtomicBool) -> PyResult<R>) -> PyResult<R> {
+        self.owner.check(self.what)?;
+        let mut guard = match self.cell.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "this {} is in use by another thread (a handle serves one thread at a \
+                     time; open one per thread)",
+                    self.what
+                )))
+            }
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        // `Acquire`, here and below: pairs with the `Release` store in `close()` (only
+        // the flag itself is read; the lock orders everything else).
+        if self.closing.load(Ordering::Acquire) {
+            drop(guard.take());
+        }
+        let Some(handle) = guard.as_mut() else {
+            return Err(self.closed_error());
+        };
+        // `Relaxed`: read only by this thread (`close()` from a signal handler run
+        // inside `f`); another thread reads a value that is never its own token.
+        self.user.store(thread_token(), Ordering::Relaxed);
+        let result = f(handle, &self.closing);
+        self.user.store(0, Ordering::Relaxed);
+        if self.closing.load(Ordering::Acquire) {
+            // A close() came while `f` ran (from another thread, which now waits for
+            // the lock, or from a signal handler on this one): finish it.
+            drop(guard.take());
+        }
+        result
+    }
+
+    /// `close()`: leaves the segment now, or as soon as the call inside the handle
+    /// returns (see [`Handle`]). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.owner.check(self.what)?;
+        // `Release`: pairs with the `Acquire` loads in `with` and `between_slices`.
+        self.closing.store(true, Ordering::Release);
+        let taken = match self.cell.try_lock() {
+            Ok(mut guard) => guard.take(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().take(),
+            Err(TryLockError::WouldBlock) => {
+                if self.user.load(Ordering::Relaxed) == thread_token() {
+                    // Called from Python code that a call on this handle runs on this
+                    // thread (a signal handler in its wait): that call closes the
+                    // handle when it returns, which it does at its next slice.
+                    return Ok(());
+                }
+                // Another thread is inside a call: it gives the lock back within one
+                // slice. Wait for it without the GIL (it may need the GIL to return).
+                py.detach(|| {
+                    self.cell
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take()
+                })
+            }
+        };
+        drop(taken);
+        Ok(())
+    }
+
+    /// Whether `close()` was called (the state kept outside the lock).
+    fn closed(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+/// What a wait does between two slices: runs Python's signal handlers (an exception
+/// from one ends the call), then ends the call if the handle was closed meanwhile.
+fn between_slices(py: Python<'_>, closing: &AtomicBool, what: &str, call: &str) -> PyResult<()> {
+    py.check_signals()?;
+    // `Acquire`: pairs with the `Release` store in `Handle::close`.
+    if closing.load(Ordering::Acquire) {
+        return Err(PyValueError::new_err(format!(
+            "this {what} was closed while {call} waited (close() from another thread or a \
+             signal handler)"
+        )));
+    }
+    Ok(())
+}
+
+/// How many records a batch receive asks for at most: `max`, bounded by what one can
+/// return in practice, the ring's capacity (a receive may return fewer than asked
+/// for, never has to return more than a ring holds).
+fn batch_bound(max: usize, capacity: usize) -> usize {
+    max.min(capacity.max(1))
+}
+
+// ---------------------------------------------------------------------------------
 // Receiver
 
 struct RecvInner {
     rx: RawReceiver,
-    /// Where single records and batches land before they are copied into new numpy
-    /// objects (a receive runs without the GIL, when no Python object may be made).
+    /// Where a single record lands before it is copied into a new numpy object (a
+    /// receive runs without the GIL, when no Python object may be made): one record.
     scratch: Vec<u8>,
 }
 
@@ -643,41 +938,19 @@ struct RecvInner {
 /// `shmchan.Channel.receiver(...)`.
 #[pyclass(module = "shmchan", frozen)]
 struct Receiver {
-    inner: Mutex<Option<RecvInner>>,
+    handle: Handle<RecvInner>,
     dtype: Py<PyArrayDescr>,
     size: usize,
+    /// The ring's capacity: the most records one batch receive asks for.
+    capacity: usize,
     name: String,
-    owner: Owner,
-}
-
-/// Runs `f` on the open handle in `cell`, after checking the process and that no other
-/// thread uses it now.
-fn with_handle<T, R>(
-    cell: &Mutex<Option<T>>,
-    owner: &Owner,
-    what: &str,
-    f: impl FnOnce(&mut T) -> PyResult<R>,
-) -> PyResult<R> {
-    owner.check(what)?;
-    let mut guard = match cell.try_lock() {
-        Ok(guard) => guard,
-        Err(TryLockError::WouldBlock) => {
-            return Err(PyRuntimeError::new_err(format!(
-                "this {what} is in use by another thread (a handle serves one thread at a \
-                 time; open one per thread)"
-            )))
-        }
-        Err(TryLockError::Poisoned(p)) => p.into_inner(),
-    };
-    match guard.as_mut() {
-        Some(handle) => f(handle),
-        None => Err(PyValueError::new_err(format!("this {what} is closed"))),
-    }
+    /// The layout's schema, kept outside the handle's lock (it never changes).
+    schema: String,
 }
 
 impl Receiver {
-    fn with<R>(&self, f: impl FnOnce(&mut RecvInner) -> PyResult<R>) -> PyResult<R> {
-        with_handle(&self.inner, &self.owner, "receiver", f)
+    fn with<R>(&self, f: impl FnOnce(&mut RecvInner, &AtomicBool) -> PyResult<R>) -> PyResult<R> {
+        self.handle.with(f)
     }
 
     /// Receives up to `buf.len() / size` records into `buf`, waiting until `deadline`;
@@ -685,6 +958,7 @@ impl Receiver {
     fn recv_many_bytes(
         py: Python<'_>,
         rx: &mut RawReceiver,
+        closing: &AtomicBool,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> PyResult<usize> {
@@ -705,28 +979,39 @@ impl Receiver {
             match py.detach(|| rx.recv_many_into_timeout(buf, slice)) {
                 Ok(n) => return Ok(n),
                 Err(e) => match timeout_end(e)? {
-                    RecvEnd::Timeout => py.check_signals()?,
+                    RecvEnd::Timeout => between_slices(py, closing, "receiver", "a receive")?,
                     end => return Err(end.into_err(py)),
                 },
             }
         }
     }
+
+    /// The scratch of one record, allocated on first use (`MemoryError` if it cannot be).
+    fn record_buf(scratch: &mut Vec<u8>, size: usize) -> PyResult<&mut [u8]> {
+        if scratch.len() < size {
+            scratch
+                .try_reserve_exact(size - scratch.len())
+                .map_err(|_| PyMemoryError::new_err(format!("a record of {size} bytes")))?;
+            scratch.resize(size, 0);
+        }
+        Ok(&mut scratch[..size])
+    }
 }
 
 #[pymethods]
 impl Receiver {
-    /// Receives the next record (a copy: a `numpy.void`, or a numpy scalar for a
-    /// scalar dtype), waiting up to `timeout` seconds (`None`: for ever).
+    /// Receives the next record (a copy, as numpy gives one record of this dtype: a
+    /// `numpy.void` for a structured dtype, a numpy scalar for a scalar dtype, an
+    /// array for a subarray dtype), waiting up to `timeout` seconds (`None`: for ever).
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let deadline = deadline(timeout)?;
         let descr = self.dtype.bind(py);
         let size = self.size;
-        self.with(|inner| {
-            inner.scratch.resize(size.max(inner.scratch.len()), 0);
-            let buf = &mut inner.scratch[..size];
+        self.with(|inner, closing| {
+            let buf = Self::record_buf(&mut inner.scratch, size)?;
             match inner.rx.try_recv_into(buf) {
-                Ok(()) => return new_scalar(py, descr, buf),
+                Ok(()) => return one_record(py, descr, buf),
                 Err(e) => match try_end(e)? {
                     RecvEnd::Empty => {}
                     end => return Err(end.into_err(py)),
@@ -738,9 +1023,9 @@ impl Receiver {
                 };
                 let rx = &mut inner.rx;
                 match py.detach(|| rx.recv_into_timeout(buf, slice)) {
-                    Ok(()) => return new_scalar(py, descr, buf),
+                    Ok(()) => return one_record(py, descr, buf),
                     Err(e) => match timeout_end(e)? {
-                        RecvEnd::Timeout => py.check_signals()?,
+                        RecvEnd::Timeout => between_slices(py, closing, "receiver", "recv")?,
                         end => return Err(end.into_err(py)),
                     },
                 }
@@ -752,11 +1037,10 @@ impl Receiver {
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let descr = self.dtype.bind(py);
         let size = self.size;
-        self.with(|inner| {
-            inner.scratch.resize(size.max(inner.scratch.len()), 0);
-            let buf = &mut inner.scratch[..size];
+        self.with(|inner, _| {
+            let buf = Self::record_buf(&mut inner.scratch, size)?;
             match inner.rx.try_recv_into(buf) {
-                Ok(()) => new_scalar(py, descr, buf).map(Some),
+                Ok(()) => one_record(py, descr, buf).map(Some),
                 Err(e) => match try_end(e)? {
                     RecvEnd::Empty => Ok(None),
                     end => Err(end.into_err(py)),
@@ -767,7 +1051,9 @@ impl Receiver {
 
     /// Receives 1 to `max` records as a new array, waiting up to `timeout` seconds for
     /// the first (`None`: for ever); an empty array if none came in time. Records
-    /// before a lag point are returned; the next call raises `Lagged`.
+    /// before a lag point are returned; the next call raises `Lagged`. At most the
+    /// ring's capacity is returned at once, so a large `max` costs no more memory than
+    /// the ring's capacity of records.
     #[pyo3(signature = (max, timeout=None))]
     fn recv_many<'py>(
         &self,
@@ -778,18 +1064,29 @@ impl Receiver {
         let deadline = deadline(timeout)?;
         let descr = self.dtype.bind(py);
         let size = self.size;
-        let bytes = max
+        let count = batch_bound(max, self.capacity);
+        let bytes = count
             .checked_mul(size)
             .filter(|&b| b <= isize::MAX as usize)
-            .ok_or_else(|| PyValueError::new_err(format!("max={max} records is too many")))?;
-        self.with(|inner| {
-            if inner.scratch.len() < bytes {
-                inner.scratch.resize(bytes, 0);
-            }
-            let buf = &mut inner.scratch[..bytes];
-            let n = Self::recv_many_bytes(py, &mut inner.rx, buf, deadline)?;
-            new_array(py, descr, n, &buf[..n * size])
-        })
+            .ok_or_else(|| PyMemoryError::new_err(format!("{count} records of {size} bytes")))?;
+        // Received straight into the array returned, which is then cut to the records
+        // received: no scratch, no zero-filling.
+        let (array, data) = empty_array(py, descr, count)?;
+        // SAFETY: `data` points at the new array's `count * size` bytes (`bytes`),
+        // which no one else sees until this returns; `array` keeps them alive. numpy
+        // memory is plain bytes, so writing it without the GIL is sound.
+        let buf: &mut [u8] = if bytes == 0 {
+            &mut []
+        } else {
+            unsafe { std::slice::from_raw_parts_mut(data, bytes) }
+        };
+        let n = self.with(|inner, closing| {
+            Self::recv_many_bytes(py, &mut inner.rx, closing, buf, deadline)
+        })?;
+        if n < count {
+            shrink_array(&array, n)?;
+        }
+        Ok(array)
     }
 
     /// The records there now (up to `max`) as a new array, empty if there are none.
@@ -852,7 +1149,7 @@ impl Receiver {
                 std::slice::from_raw_parts_mut(data, len)
             }
         };
-        self.with(|inner| Self::recv_many_bytes(py, &mut inner.rx, buf, deadline))
+        self.with(|inner, closing| Self::recv_many_bytes(py, &mut inner.rx, closing, buf, deadline))
     }
 
     /// An iterator of arrays of 1 to `max` records each (`recv_many`), ending when
@@ -894,14 +1191,14 @@ impl Receiver {
     /// Total records this receiver skipped because it lagged.
     #[getter]
     fn lagged_total(&self) -> PyResult<u64> {
-        self.with(|inner| Ok(inner.rx.lagged_total()))
+        self.with(|inner, _| Ok(inner.rx.lagged_total()))
     }
 
     /// Broadcast: the sequence number of the next record this receiver will read;
     /// unicast: of the next record any receiver will take.
     #[getter]
     fn next_seq(&self) -> PyResult<u64> {
-        self.with(|inner| Ok(inner.rx.next_seq()))
+        self.with(|inner, _| Ok(inner.rx.next_seq()))
     }
 
     /// The dtype of the records.
@@ -916,32 +1213,26 @@ impl Receiver {
         &self.name
     }
 
-    /// The schema id (type name) in the segment's header.
+    /// The schema id (type name) in the segment's header. Never waits for a call in
+    /// progress.
     #[getter]
-    fn schema(&self) -> PyResult<String> {
-        self.with(|inner| Ok(inner.rx.layout().schema().to_owned()))
+    fn schema(&self) -> &str {
+        &self.schema
     }
 
-    /// Whether `close()` was called.
+    /// Whether `close()` was called. Never waits for a call in progress.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().map(|g| g.is_none()).unwrap_or(true)
+        self.handle.closed()
     }
 
-    /// Leaves the segment (frees this receiver's entry). Idempotent.
-    fn close(&self) -> PyResult<()> {
-        self.owner.check("receiver")?;
-        let taken = match self.inner.try_lock() {
-            Ok(mut guard) => guard.take(),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().take(),
-            Err(TryLockError::WouldBlock) => {
-                return Err(PyRuntimeError::new_err(
-                    "this receiver is in use by another thread; it cannot be closed now",
-                ))
-            }
-        };
-        drop(taken);
-        Ok(())
+    /// Leaves the segment (frees this receiver's entry). Idempotent. A call of this
+    /// receiver waiting in another thread is ended (it raises `ValueError`, closed)
+    /// within 50 ms, and `close()` returns once it has; from a signal handler that
+    /// interrupted a call of this receiver, that call ends likewise when the handler
+    /// returns.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -949,8 +1240,8 @@ impl Receiver {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close()?;
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
         Ok(false)
     }
 
@@ -999,11 +1290,10 @@ impl Batches {
 /// `shmchan.Channel.sender(...)`.
 #[pyclass(module = "shmchan", frozen)]
 struct Sender {
-    inner: Mutex<Option<RawSender>>,
+    handle: Handle<RawSender>,
     dtype: Py<PyArrayDescr>,
     size: usize,
     name: String,
-    owner: Owner,
 }
 
 fn evicted_sender() -> PyErr {
@@ -1011,53 +1301,74 @@ fn evicted_sender() -> PyErr {
 }
 
 impl Sender {
-    fn with<R>(&self, f: impl FnOnce(&mut RawSender) -> PyResult<R>) -> PyResult<R> {
-        with_handle(&self.inner, &self.owner, "sender", f)
+    fn with<R>(&self, f: impl FnOnce(&mut RawSender, &AtomicBool) -> PyResult<R>) -> PyResult<R> {
+        self.handle.with(f)
     }
 
-    /// Sends the records in `src`, waiting for room until `deadline`; returns how
-    /// many were sent (fewer only if the deadline passed).
+    /// Sends the records in `bytes`, waiting for room until `deadline`; returns how
+    /// many were sent (fewer only if the deadline passed). An error carries how many
+    /// records went out before it as its `sent` attribute.
     fn send_all(
         py: Python<'_>,
         tx: &mut RawSender,
+        closing: &AtomicBool,
         bytes: &[u8],
         size: usize,
         deadline: Option<Instant>,
     ) -> PyResult<usize> {
+        let mut sent = 0;
+        Self::send_all_counted(py, tx, closing, bytes, size, deadline, &mut sent).inspect_err(|e| {
+            let _ = e.value(py).setattr(intern!(py, "sent"), sent);
+        })
+    }
+
+    fn send_all_counted(
+        py: Python<'_>,
+        tx: &mut RawSender,
+        closing: &AtomicBool,
+        bytes: &[u8],
+        size: usize,
+        deadline: Option<Instant>,
+        sent: &mut usize,
+    ) -> PyResult<usize> {
         let total = bytes.len() / size.max(1);
-        let mut sent = match tx.try_send_many_bytes(bytes) {
+        *sent = match tx.try_send_many_bytes(bytes) {
             Ok(n) => n,
-            Err(RawError::Channel(SendError::Evicted(_))) => return Err(evicted_sender()),
+            Err(RawError::Channel(SendError::Evicted(n))) => {
+                *sent = n;
+                return Err(evicted_sender());
+            }
             Err(e) => return Err(length_error(&e)),
         };
-        while sent < total {
+        while *sent < total {
             let Some(slice) = next_slice(deadline) else {
                 break;
             };
-            let rest = &bytes[sent * size..total * size];
+            let rest = &bytes[*sent * size..total * size];
             let result = py.detach(|| tx.send_many_bytes_timeout(rest, slice));
             match result {
-                Ok(n) => sent += n,
+                Ok(n) => *sent += n,
                 Err(RawError::Channel(SendTimeoutError::Timeout(n))) => {
-                    sent += n;
-                    if sent < total {
-                        py.check_signals()?;
+                    *sent += n;
+                    if *sent < total {
+                        between_slices(py, closing, "sender", "send_many")?;
                     }
                 }
-                Err(RawError::Channel(SendTimeoutError::Evicted(_))) => {
-                    return Err(evicted_sender())
+                Err(RawError::Channel(SendTimeoutError::Evicted(n))) => {
+                    *sent += n;
+                    return Err(evicted_sender());
                 }
                 Err(e) => return Err(length_error(&e)),
             }
         }
-        Ok(sent)
+        Ok(*sent)
     }
 }
 
 #[pymethods]
 impl Sender {
     /// Sends one record (a `numpy.void` or 0-d/1-element array of this dtype, a tuple
-    /// of field values, or `bytes` of one record), waiting up to `timeout` seconds
+    /// of field values, or a bytes-like buffer of one record), waiting up to `timeout` seconds
     /// (`None`: for ever) while a lossless ring is full; `TimeoutError` if it stays full.
     #[pyo3(signature = (record, timeout=None))]
     fn send(
@@ -1078,7 +1389,7 @@ impl Sender {
         }
         // SAFETY: `_keep` owns the bytes for this call.
         let bytes = unsafe { bytes_at(ptr, len) };
-        self.with(|tx| {
+        self.with(|tx, closing| {
             match tx.try_send_bytes(bytes) {
                 Ok(()) => return Ok(()),
                 Err(RawError::Channel(TrySendError::Full(()))) => {}
@@ -1093,7 +1404,9 @@ impl Sender {
                 };
                 match py.detach(|| tx.send_bytes_timeout(bytes, slice)) {
                     Ok(()) => return Ok(()),
-                    Err(RawError::Channel(SendTimeoutError::Timeout(()))) => py.check_signals()?,
+                    Err(RawError::Channel(SendTimeoutError::Timeout(()))) => {
+                        between_slices(py, closing, "sender", "send")?
+                    }
                     Err(RawError::Channel(_)) => return Err(evicted_sender()),
                     Err(e) => return Err(length_error(&e)),
                 }
@@ -1107,7 +1420,7 @@ impl Sender {
         let (_keep, ptr, len) = send_source(py, descr, record)?;
         // SAFETY: `_keep` owns the bytes for this call.
         let bytes = unsafe { bytes_at(ptr, len) };
-        self.with(|tx| match tx.try_send_bytes(bytes) {
+        self.with(|tx, _| match tx.try_send_bytes(bytes) {
             Ok(()) => Ok(true),
             Err(RawError::Channel(TrySendError::Full(()))) => Ok(false),
             Err(RawError::Channel(_)) => Err(evicted_sender()),
@@ -1116,9 +1429,12 @@ impl Sender {
     }
 
     /// Sends every record of `records` (an array of this dtype, anything that converts
-    /// to one, or `bytes` of whole records), in order, waiting for room in lossless
-    /// modes up to `timeout` seconds (`None`: for ever). Returns how many were sent:
-    /// all of them, or fewer if the timeout passed.
+    /// safely to one, or a contiguous bytes-like buffer of whole records: `bytes`,
+    /// `bytearray`, `memoryview`, `array('B')`), in order, waiting for room in
+    /// lossless modes up to `timeout` seconds (`None`: for ever). Returns how many were
+    /// sent: all of them, or fewer if the timeout passed. An exception that ends it
+    /// (Ctrl-C's `KeyboardInterrupt`, `close()` from another thread) carries how many
+    /// were sent before as `.sent`.
     #[pyo3(signature = (records, timeout=None))]
     fn send_many(
         &self,
@@ -1132,7 +1448,7 @@ impl Sender {
         // SAFETY: `_keep` owns the bytes for this call.
         let bytes = unsafe { bytes_at(ptr, len) };
         let size = self.size;
-        self.with(|tx| Self::send_all(py, tx, bytes, size, deadline))
+        self.with(|tx, closing| Self::send_all(py, tx, closing, bytes, size, deadline))
     }
 
     /// Sends as many records of `records` as there is room for now; returns how many.
@@ -1142,7 +1458,7 @@ impl Sender {
 
     /// Number of receivers attached (after evicting dead ones).
     fn receiver_count(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(|tx| Ok(py.detach(|| tx.receiver_count())))
+        self.with(|tx, _| Ok(py.detach(|| tx.receiver_count())))
     }
 
     /// Waits until at least `n` receivers are attached, up to `timeout` seconds
@@ -1155,7 +1471,7 @@ impl Sender {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let deadline = deadline(timeout)?;
-        self.with(|tx| loop {
+        self.with(|tx, closing| loop {
             let slice = next_slice(deadline).unwrap_or(Duration::ZERO);
             match py.detach(|| tx.wait_for_receivers(n, slice)) {
                 Ok(found) => return Ok(found),
@@ -1163,7 +1479,7 @@ impl Sender {
                     if next_slice(deadline).is_none() {
                         return Err(PyTimeoutError::new_err(e.to_string()));
                     }
-                    py.check_signals()?;
+                    between_slices(py, closing, "sender", "wait_for_receivers")?;
                 }
             }
         })
@@ -1173,7 +1489,7 @@ impl Sender {
     /// all producers so far (Channel).
     #[getter]
     fn next_seq(&self) -> PyResult<u64> {
-        self.with(|tx| Ok(tx.next_seq()))
+        self.with(|tx, _| Ok(tx.next_seq()))
     }
 
     /// The dtype of the records.
@@ -1188,27 +1504,17 @@ impl Sender {
         &self.name
     }
 
-    /// Whether `close()` was called.
+    /// Whether `close()` was called. Never waits for a call in progress.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().map(|g| g.is_none()).unwrap_or(true)
+        self.handle.closed()
     }
 
     /// Leaves the segment (its receivers see `Disconnected` once they drained it, if
-    /// it was the last sender). Idempotent.
-    fn close(&self) -> PyResult<()> {
-        self.owner.check("sender")?;
-        let taken = match self.inner.try_lock() {
-            Ok(mut guard) => guard.take(),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().take(),
-            Err(TryLockError::WouldBlock) => {
-                return Err(PyRuntimeError::new_err(
-                    "this sender is in use by another thread; it cannot be closed now",
-                ))
-            }
-        };
-        drop(taken);
-        Ok(())
+    /// it was the last sender). Idempotent. A call of this sender waiting in another
+    /// thread is ended as `Receiver.close()` ends one.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -1216,8 +1522,8 @@ impl Sender {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close()?;
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
         Ok(false)
     }
 
