@@ -54,7 +54,9 @@
 //! flags return to zero by a CAS from a value with a zero count: a waiter registered at
 //! that moment would have made the CAS fail, and one that registers later reads a
 //! value without `FENCED` (its own increment comes after the CAS in the word's order)
-//! and takes the heavy path. So the extra `mfence` is paid only while waiters park; a
+//! and takes the heavy path. (Under loom the light fence is `SeqCst` too, so no model
+//! can show that `F_n'` is needed; a store-buffering stress test on hardware does,
+//! `src/wait/tests/stress.rs`.) So the extra `mfence` is paid only while waiters park; a
 //! stream whose receivers keep up returns to the free path after [`QUIET_LIMIT`]
 //! notifies.
 //!
