@@ -7,6 +7,10 @@
 #   loom-tests/run.sh r2 f_w          # all models, then only these weakenings
 #   LOOM_MAX_PREEMPTIONS=3 loom-tests/run.sh
 #
+# Then the hardware tests of what loom cannot model (loom-tests/fence.sh: a normal
+# build, each test must pass, and fail weakened): always without arguments, else when
+# one of their weakenings (fenced_notify) is named.
+#
 # Weakened builds go through loom-tests/weaken-rustc (a RUSTC_WORKSPACE_WRAPPER) so
 # that only shmchan and loom-tests are rebuilt per weakening; run one by hand with
 #   RUSTFLAGS='--cfg loom --cfg shmchan_weaken="r2"' cargo test -p loom-tests --release \
@@ -89,5 +93,9 @@ for entry in "${weakenings[@]}"; do
         failed=1
     fi
 done
+if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qx "fenced_notify"; then
+    echo "=== hardware tests (loom-tests/fence.sh)"
+    "$root/loom-tests/fence.sh" || failed=1
+fi
 echo "=== loom suite done in $((SECONDS - start))s"
 exit "$failed"

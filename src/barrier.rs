@@ -70,6 +70,13 @@ pub(crate) fn init() {
     imp::init();
 }
 
+/// Whether [`light`] is a compiler fence only in this process (unit tests: the
+/// hardware stress test of `wait.rs` needs it so).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn light_is_free() -> bool {
+    imp::light_is_free()
+}
+
 #[cfg(loom)]
 mod imp {
     use crate::sync::{fence, Ordering};
@@ -190,6 +197,11 @@ mod imp {
             DEGRADED
         };
         STATE.store(state, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(super) fn light_is_free() -> bool {
+        STATE.load(Ordering::Relaxed) == ASYMMETRIC
     }
 
     #[inline]

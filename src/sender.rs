@@ -259,11 +259,18 @@ impl<T: Pod> Sender<T> {
         self.raw.wait_for_receivers(n, timeout)
     }
 
-    /// The futex pair this sender sleeps on while a lossless ring is full (async send,
-    /// `asynk/`; see [`RawSender::space_parker`]).
+    /// The futex pair this sender sleeps on (async send, `asynk/`): `data` while a
+    /// lap-older writer holds its slot, else `space` (see [`RawSender::parker`]).
     #[cfg(feature = "async")]
-    pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
-        self.raw.space_parker()
+    pub(crate) fn parker(&self, on_data: bool) -> crate::wait::Parker<'_> {
+        self.raw.parker(on_data)
+    }
+
+    /// Whether a send that found no room waits on `data` (see
+    /// [`RawSender::awaits_writer`]).
+    #[cfg(feature = "async")]
+    pub(crate) fn awaits_writer(&self) -> bool {
+        self.raw.awaits_writer()
     }
 
     /// Sequence number the next record will get on a `Route` (the number of records

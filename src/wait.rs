@@ -54,7 +54,9 @@
 //! flags return to zero by a CAS from a value with a zero count: a waiter registered at
 //! that moment would have made the CAS fail, and one that registers later reads a
 //! value without `FENCED` (its own increment comes after the CAS in the word's order)
-//! and takes the heavy path. So the extra `mfence` is paid only while waiters park; a
+//! and takes the heavy path. (Under loom the light fence is `SeqCst` too, so no model
+//! can show that `F_n'` is needed; a store-buffering stress test on hardware does,
+//! `src/wait/tests/stress.rs`.) So the extra `mfence` is paid only while waiters park; a
 //! stream whose receivers keep up returns to the free path after [`QUIET_LIMIT`]
 //! notifies.
 //!
@@ -66,13 +68,16 @@
 //! *Sleepers that die.* A waiter killed while registered would leave `waiters` too high
 //! for the segment's life, and every later notify would make a system call. So a waiter
 //! with a table entry also stores, while registered, which pair it is on in its entry's
-//! `parked` word (`layout.rs`). Whoever frees a dead participant's entry (eviction,
-//! reaping, taking over the `Route` sender claim; `ring/table.rs`) takes its
-//! registration back with [`take_back`], and a notifier whose wake calls keep finding
-//! nobody asleep sweeps the table for such entries every `SWEEP_EVERY` futile calls.
-//! The tag is stored after the count is incremented and cleared before it is
-//! decremented, so a process killed between the two steps leaves the count one too
-//! high (a wake too many), never too low (a wake missed).
+//! `parked` word (`layout.rs`), with its owner word above the tag. Whoever frees a
+//! dead participant's entry (eviction, reaping, taking over the `Route` sender claim;
+//! `ring/table.rs`) first takes its registration back with [`take_back`]: a CAS from
+//! that owner's value, *before* the CAS that frees the entry, so it can neither take
+//! the registration of the entry's next owner nor miss the dead one's because the next
+//! owner's overwrote it. A notifier whose wake calls keep finding nobody asleep sweeps
+//! the table for such entries every `SWEEP_EVERY` futile calls. The tag is stored
+//! after the count is incremented and cleared before it is decremented, so a process
+//! killed between the two steps leaves the count one too high (a wake too many), never
+//! too low (a wake missed).
 //!
 //! The futex is the shared (not `FUTEX_PRIVATE_FLAG`) kind: the word lives in memory
 //! mapped by several processes, and the kernel keys it by the underlying page.
@@ -82,7 +87,7 @@ use std::time::{Duration, Instant};
 use crate::barrier;
 use crate::layout::{FutexPair, PARKED_DATA, PARKED_SPACE};
 use crate::sync::{fence, spin_hint, AtomicU32, AtomicU64, Ordering};
-use crate::weaken::weaken;
+use crate::weaken::{seqcst_fence, weaken};
 
 /// How a blocked `send` or `recv` waits for the other side.
 ///
@@ -182,8 +187,11 @@ impl<'a> Parker<'a> {
     #[cold]
     fn wake_slow(&self, mut w: u32) -> bool {
         if w & (FENCED | FENCE_ASKED) != 0 {
-            // F_n': pairs with the fenced waiter's `fence(SeqCst)` (module doc).
-            fence(Ordering::SeqCst);
+            // F_n': pairs with the fenced waiter's `fence(SeqCst)` (module doc). Loom
+            // cannot tell it from the light fence before it (both are `SeqCst` there):
+            // the hardware stress test below gives its weakening teeth
+            // (`loom-tests/fence.sh`).
+            seqcst_fence!("fenced_notify");
             // `Relaxed`: ordered after the progress store by F_n', which pairs with the
             // fenced waiter's `fence(SeqCst)` (module doc).
             w = self.waiters.load(Ordering::Relaxed);
@@ -315,10 +323,27 @@ pub fn wake_if_parked(pair: &FutexPair) -> bool {
     w != 0 && Parker::new(pair).wake_slow(w)
 }
 
-/// Takes back the registration of a sleeper that died (or was judged dead) while
-/// registered with its `parked` word: clears the tag and decrements the count it names.
-pub(crate) fn take_back(parked: &AtomicU64, data: &AtomicU32, space: &AtomicU32) {
-    match parked.swap(0, Ordering::Relaxed) & 3 {
+/// Takes back the registration of `owner`, a sleeper that died (or was judged dead)
+/// while registered with its `parked` word: if the word still holds `owner`'s
+/// registration, clears it (a CAS on that value) and decrements the count its tag
+/// names. Called before `owner`'s entry is freed (`ring/table.rs`), so no later owner
+/// of the entry has registered through the word yet; and the CAS leaves any other
+/// owner's registration alone.
+pub(crate) fn take_back(parked: &AtomicU64, owner: u64, data: &AtomicU32, space: &AtomicU32) {
+    // `Relaxed`: the word is written only by its owner (register, unregister) and by
+    // take-backs, all RMWs or stores of whole values; the CAS decides who decrements.
+    let v = parked.load(Ordering::Relaxed);
+    if v == 0 || v & !3 != owner << 2 {
+        return;
+    }
+    if parked
+        .compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        // The owner (judged dead, yet alive) unregistered itself meanwhile.
+        return;
+    }
+    match v & 3 {
         PARKED_DATA => decrement(data),
         PARKED_SPACE => decrement(space),
         _ => {}
@@ -572,6 +597,8 @@ mod tests {
     use super::*;
     use crate::sync::fence;
     use std::sync::Arc;
+
+    mod stress;
 
     #[test]
     fn times_out_when_nothing_happens() {

@@ -10,11 +10,14 @@
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{attach_route, join_reader, rec, send_block, seq_of, Rec, ALL_ALIVE};
+use loom_tests::{attach_route, join_reader, rec, send_block, seq_of, Dead, Rec, ALL_ALIVE};
+use shmchan::asynk::park::{ParkState, Step};
+use shmchan::layout::PARKED_DATA;
 use shmchan::ring::reader::Reader;
 use shmchan::ring::recv::{poll, RecvState};
-use shmchan::ring::HeapRing;
-use shmchan::wait::{wait_for, Tick, FENCED, FENCE_ASKED, WAITER_COUNT};
+use shmchan::ring::table::sweep_parked;
+use shmchan::ring::{HeapRing, RingView};
+use shmchan::wait::{wait_for, Parker, Tick, FENCED, FENCE_ASKED, WAITER_COUNT};
 use shmchan::{TryRecvError, Wait};
 
 const CAPACITY: u64 = 2;
@@ -169,5 +172,59 @@ fn receiver_parks_twice() {
         assert_eq!(receiver.join().expect("receiver"), (0, 1));
         let waiters = view.ctl.data.waiters.load(Ordering::Relaxed);
         assert_eq!(waiters & WAITER_COUNT, 0);
+    });
+}
+
+/// A receiver's registered pair, as `Receiver` builds it (`Reader::parked`).
+fn registered<'a>((view, reader): &'a (RingView<'_>, &Reader)) -> Parker<'a> {
+    view.data_parker()
+        .registered(reader.parked(view), PARKED_DATA)
+}
+
+/// Registers `reader` as a sleeper on `data` through the shipped async park step (a
+/// first look that finds nothing, the registration, the fence and the re-check) and
+/// returns without sleeping: the registration stands until [`ParkState::finish`].
+fn park_registered(view: RingView<'_>, reader: &Reader) -> ParkState {
+    let mut park = ParkState::default();
+    let step = park.poll(&mut (view, reader), registered, |_| None::<()>);
+    assert!(matches!(step, Step::Sleep { .. }));
+    park
+}
+
+/// "Sleepers that die" (`wait.rs`): receiver 100 died registered on `data`. A notifier's
+/// sweep evicts it and takes its registration back while receiver 101 takes the freed
+/// entry, registers on the same pair and unregisters. Whatever the interleaving, the
+/// dead receiver's registration is taken back and the new owner's is left to it: the
+/// count and the `parked` word end at 0. (Taken back after the entry was freed, a blind
+/// take-back could take the new owner's registration, or find none, and leave the count
+/// one too high with no tag for a sweep to find.)
+#[test]
+fn dead_sleeper_taken_back_while_its_entry_is_reused() {
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::new::<Rec>(CAPACITY, 1, false));
+        let view = ring.view();
+        let (dead, _) = join_reader(&view, 100);
+        // Registered, then killed: never finished.
+        std::mem::forget(park_registered(view, &dead));
+        let sweeper = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || sweep_parked(&ring.view(), &Dead(100)))
+        };
+        let next = loop {
+            if let Some(reader) = Reader::join(&view, 101, &ALL_ALIVE) {
+                break reader;
+            }
+            thread::yield_now();
+        };
+        let mut park = park_registered(view, &next);
+        park.finish(&(view, &next), &registered);
+        sweeper.join().expect("sweeper");
+        let data = &view.ctl.data;
+        assert_eq!(
+            data.waiters.load(Ordering::Relaxed) & WAITER_COUNT,
+            0,
+            "a registration left behind, or one taken twice"
+        );
+        assert_eq!(view.receivers[0].parked.load(Ordering::Relaxed), 0);
     });
 }

@@ -9,7 +9,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `park.rs` | the waiter's half of the futex protocol of `wait.rs`, up to the sleep (also built under loom) |
-//! | `waker_thread.rs` | the registry of sleeping futures and the `shmchan-waker` threads |
+//! | `waker_thread/` | the registry of sleeping futures and the `shmchan-waker` threads (its module doc lists its files) |
 //! | `futex.rs` | `futex_waitv`, the `FUTEX_WAIT` fallback and probe, the control word's wake |
 //! | `recv.rs` | `Receiver::recv_async`, `recv_many_async`, and `RecvStream` (feature `stream`) |
 //! | `send.rs` | `Sender::send_async` |

@@ -3,7 +3,7 @@
 //! A blocking waiter registers, re-checks and then sleeps in `futex_wait` itself. An
 //! async waiter cannot sleep on its executor's thread, so [`ParkState::poll`] stops
 //! where the sleep would begin and returns the word and the value to sleep on
-//! ([`Step::Sleep`]); the process's waker thread (`waker_thread.rs`) makes that wait
+//! ([`Step::Sleep`]); the process's waker thread (`waker_thread/`) makes that wait
 //! on its behalf and turns its end into `Waker::wake`. Everything up to the sleep is
 //! the protocol of `wait.rs`, step for step:
 //!

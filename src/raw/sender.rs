@@ -101,14 +101,29 @@ impl RawSender {
         })
     }
 
-    /// The futex pair this sender sleeps on while a lossless ring is full, registered
-    /// through its claim or table entry: the async send (`asynk/`) parks through the
-    /// same protocol as `send` (`wait.rs`).
+    /// The futex pair this sender sleeps on, registered through its claim or table
+    /// entry: `data` if `on_data` (a lap-older writer holds the slot of its pending
+    /// claim, and that writer's commit wakes `data`), else `space` (a lossless ring is
+    /// full). The async send (`asynk/`) parks through the same protocol as `send`
+    /// (`wait.rs`), on the pair `send` would wait on ([`RawSender::awaits_writer`]).
     #[cfg(feature = "async")]
-    pub(crate) fn space_parker(&self) -> crate::wait::Parker<'_> {
+    pub(crate) fn parker(&self, on_data: bool) -> crate::wait::Parker<'_> {
         let view = self.segment.view();
-        view.space_parker()
-            .registered(self.producer.parked(view), crate::layout::PARKED_SPACE)
+        let parked = self.producer.parked(view);
+        if on_data {
+            view.data_parker()
+                .registered(parked, crate::layout::PARKED_DATA)
+        } else {
+            view.space_parker()
+                .registered(parked, crate::layout::PARKED_SPACE)
+        }
+    }
+
+    /// Whether a send that found no room waits for a lap-older writer (on `data`)
+    /// rather than for room (on `space`): see [`RawSender::parker`].
+    #[cfg(feature = "async")]
+    pub(crate) fn awaits_writer(&self) -> bool {
+        self.producer.awaits_writer(self.segment.view())
     }
 
     /// The layout of this segment's records.
@@ -438,6 +453,37 @@ impl RawSender {
             Ok(n) => Ok(first + n),
             Err((n, fail)) => Err(send_error(fail, first + n)),
         }
+    }
+}
+
+/// What the unit tests need to stage a producer stopped mid-write (`asynk/send.rs`).
+#[cfg(test)]
+impl RawSender {
+    /// Claims the next record and makes its slot ours without writing it, as a
+    /// producer preempted between its begin and its commit leaves it. `false` if
+    /// there was no room or the slot was not ours.
+    pub(crate) fn begin_unfinished(&mut self) -> bool {
+        let view = self.segment.view();
+        self.producer.try_claim(view)
+            && self.producer.begin(view, &ProcLiveness, false) == crate::ring::producer::Begin::Ours
+    }
+
+    /// Writes `bytes` into the slot [`RawSender::begin_unfinished`] made ours and
+    /// publishes it (waking sleepers as `send` does). `false` if the claim was voided.
+    pub(crate) fn finish_unfinished(&mut self, bytes: &[u8]) -> bool {
+        let view = self.segment.view();
+        self.producer.write(view, bytes);
+        self.producer.commit(view, false)
+    }
+
+    /// The segment's `data` futex word (bumped by each wake of receivers).
+    pub(crate) fn data_seq(&self) -> u32 {
+        self.segment
+            .view()
+            .ctl
+            .data
+            .seq
+            .load(crate::sync::Ordering::Relaxed)
     }
 }
 

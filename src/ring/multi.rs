@@ -267,6 +267,20 @@ impl Shared {
         Begin::Ours
     }
 
+    /// Whether a lap-older writer holds the slot of the claimed sequence number: what
+    /// [`Shared::begin`] reports as [`Begin::Busy`], and the send loop then waits on
+    /// `data`, where that writer's commit wakes (the async send registers there too).
+    /// `Relaxed`: a hint that picks the pair to wait on; the waiter's re-check after
+    /// registering decides (`wait.rs`).
+    #[cfg(feature = "async")]
+    pub fn awaits_writer(&self, view: &RingView<'_>) -> bool {
+        let seq = self.seq;
+        let current = view.slots[view.geom.stamp_index(seq)].load(Ordering::Relaxed);
+        self.admitted
+            && current < stamp_busy(seq)
+            && matches!(Stamp::decode(current), Stamp::Busy(_))
+    }
+
     /// Publishes the record (a gap marker if `gap`) and wakes sleeping receivers.
     /// `false` if the claim turned void while we wrote (a receiver judged us dead): the
     /// record was not published.

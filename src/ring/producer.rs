@@ -193,6 +193,19 @@ impl Producer {
         }
     }
 
+    /// Whether the pending claim waits for a lap-older writer that holds its slot
+    /// ([`Begin::Busy`]): the blocking send then waits on `data`, else on `space`.
+    #[cfg(feature = "async")]
+    pub fn awaits_writer(&self, view: &RingView<'_>) -> bool {
+        match self {
+            Producer::Shared {
+                producer,
+                pending: true,
+            } => producer.awaits_writer(view),
+            _ => false,
+        }
+    }
+
     /// Step 3a: writes the record into the slot made ours by [`Producer::begin`].
     #[inline(always)]
     pub fn write<R: Record + ?Sized>(&self, view: &RingView<'_>, value: &R) {

@@ -19,10 +19,15 @@
 //!
 //! Whoever frees a dead participant's entry also takes back its registration as a
 //! sleeper, if it died asleep (`parked`, `wait.rs`, "Sleepers that die"), so that the
-//! waiter counts do not stay high and make every later notify a system call. A
-//! notifier whose wake calls keep finding nobody asleep runs [`sweep_parked`], which
-//! frees the entries of participants that died registered even where nothing else
-//! would look (an `Overwrite` producer never evicts anyone).
+//! waiter counts do not stay high and make every later notify a system call. It does
+//! so *before* the CAS that frees the entry, and only if the `parked` word still holds
+//! that owner's registration (a CAS on its value): once the entry is free, its next
+//! owner may register through the same word, and a take-back after that could take the
+//! newcomer's registration instead (which then stays counted when it unregisters) or
+//! find the dead one's overwritten, leaving a count one too high that no sweep can
+//! find. A notifier whose wake calls keep finding nobody asleep runs [`sweep_parked`],
+//! which frees the entries of participants that died registered even where nothing
+//! else would look (an `Overwrite` producer never evicts anyone).
 
 use super::RingView;
 use crate::layout::ReceiverEntry;
@@ -49,6 +54,8 @@ pub(crate) fn claim_free<E>(
 
 /// Evicts `entry` if it is still held by `owner`. Returns whether this call evicted it.
 pub fn evict(view: &RingView<'_>, entry: &ReceiverEntry, owner: u64) -> bool {
+    // Before the entry is freed: see the module doc.
+    take_back_sleeper(view, &entry.parked, owner);
     // `AcqRel`/`Relaxed`: the CAS only needs to be atomic against a re-join; the
     // producer rescans afterwards with its own `Acquire` loads.
     let evicted = entry
@@ -56,7 +63,6 @@ pub fn evict(view: &RingView<'_>, entry: &ReceiverEntry, owner: u64) -> bool {
         .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok();
     if evicted {
-        take_back_sleeper(view, &entry.parked);
         view.ctl
             .membership
             .evictions
@@ -65,9 +71,15 @@ pub fn evict(view: &RingView<'_>, entry: &ReceiverEntry, owner: u64) -> bool {
     evicted
 }
 
-/// The registration as a sleeper of a participant whose entry was just freed.
-fn take_back_sleeper(view: &RingView<'_>, parked: &AtomicU64) {
-    take_back(parked, &view.ctl.data.waiters, &view.ctl.space.waiters);
+/// Takes back the registration as a sleeper of `owner`, found dead, through the
+/// `parked` word of the entry it holds: before that entry is freed (module doc).
+fn take_back_sleeper(view: &RingView<'_>, parked: &AtomicU64, owner: u64) {
+    take_back(
+        parked,
+        owner,
+        &view.ctl.data.waiters,
+        &view.ctl.space.waiters,
+    );
 }
 
 /// Frees the entries of participants that died while registered as sleepers (see the
@@ -144,12 +156,15 @@ pub fn claim_sender(view: &RingView<'_>, owner: u64, liveness: &impl Liveness) -
         match sender.compare_exchange(current, owner, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => break,
             Err(holder) if holder != 0 && liveness.is_alive(holder) => return Err(holder),
-            Err(holder) => current = holder,
+            Err(holder) => {
+                if holder != 0 {
+                    // To be taken over from a dead sender, which may have died asleep:
+                    // its registration first (module doc).
+                    take_back_sleeper(view, &view.ctl.membership.sender_parked, holder);
+                }
+                current = holder;
+            }
         }
-    }
-    if current != 0 {
-        // Taken over from a dead sender, which may have died asleep.
-        take_back_sleeper(view, &view.ctl.membership.sender_parked);
     }
     view.ctl
         .membership
@@ -176,15 +191,14 @@ pub fn release_sender(view: &RingView<'_>, owner: u64) {
 pub fn reap_sender(view: &RingView<'_>, liveness: &impl Liveness) -> bool {
     let sender = &view.ctl.membership.sender;
     let owner = sender.load(Ordering::Acquire);
-    let reaped = owner != 0
-        && !liveness.is_alive(owner)
-        && sender
-            .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-    if reaped {
-        take_back_sleeper(view, &view.ctl.membership.sender_parked);
+    if owner == 0 || liveness.is_alive(owner) {
+        return false;
     }
-    reaped
+    // Before the claim is freed (module doc).
+    take_back_sleeper(view, &view.ctl.membership.sender_parked, owner);
+    sender
+        .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
 }
 
 /// Frees the entries of `Channel` producers whose process died. Returns how many.
@@ -192,14 +206,16 @@ pub fn reap_dead_producers(view: &RingView<'_>, liveness: &impl Liveness) -> usi
     let mut reaped = 0;
     for entry in view.producers {
         let owner = entry.owner.load(Ordering::Acquire);
-        if owner != 0
-            && !liveness.is_alive(owner)
-            && entry
-                .owner
-                .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        if owner == 0 || liveness.is_alive(owner) {
+            continue;
+        }
+        // Before the entry is freed (module doc).
+        take_back_sleeper(view, &entry.parked, owner);
+        if entry
+            .owner
+            .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
         {
-            take_back_sleeper(view, &entry.parked);
             view.ctl
                 .membership
                 .producers
