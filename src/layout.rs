@@ -70,7 +70,11 @@ pub struct Membership {
     pub joins: AtomicU64,
     /// Receivers evicted because their process died.
     pub evictions: AtomicU64,
-    /// `Channel`: producers attached (entries of the producer table in use).
+    /// `Channel`: a hint of the producers attached, never below the entries of the
+    /// producer table in use (raised before an entry is taken, lowered after one is
+    /// freed) and above it by the producers killed in between. Receivers read presence
+    /// from the table; this only tells them when to look again (`ring/multi.rs`,
+    /// "Membership").
     pub producers: AtomicU64,
     /// Sequence numbers claimed by a producer that died (or stalled) before
     /// publishing, which receivers skipped.

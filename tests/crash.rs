@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{role, spawn, unique_name, var, Cleanup, Rec, Rng};
 use memmap2::MmapMut;
-use shmchan::{Mode, OpenError, Overflow, RecvTimeoutError, Route, SendTimeoutError, Wait};
+use shmchan::{
+    Channel, Mode, OpenError, Overflow, RecvTimeoutError, Route, SendTimeoutError, Wait,
+};
 
 const ENTRY: &str = "child";
 const LONG: Duration = Duration::from_secs(60);
@@ -31,6 +33,19 @@ fn lossless(name: &str) -> shmchan::Builder<Rec> {
         .overflow(Overflow::Block)
         .wait(Wait::Block)
 }
+
+/// The `Channel` of the tests of producers killed inside `join` or `leave`.
+fn channel(name: &str) -> shmchan::Builder<Rec> {
+    Channel::<Rec>::builder(name)
+        .capacity(64)
+        .max_receivers(2)
+        .max_producers(4)
+        .overflow(Overflow::Block)
+        .wait(Wait::Block)
+}
+
+/// Records each producer of those tests sends.
+const CHANNEL_RECORDS: u64 = 200;
 
 fn path_of(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/shmchan.{name}"))
@@ -201,6 +216,32 @@ fn child() {
                 }
             }
             println!("SENDER sent={sent} errors={errors}");
+        }
+        // `Channel`: joins (with SHMCHAN_TEST_DIE_AT, may die in `join` or `leave`),
+        // waits for the GO file, sends generation GEN's records paced, and leaves.
+        "paced-producer" => {
+            let generation: u64 = var("GEN").parse().expect("GEN");
+            let go = PathBuf::from(var("GO"));
+            let mut tx = channel(&name).sender().expect("open sender");
+            println!("READY");
+            let deadline = Instant::now() + SHORT;
+            while !go.exists() {
+                assert!(Instant::now() < deadline, "no GO file");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for i in 0..CHANNEL_RECORDS {
+                tx.send_timeout(Rec::new(seq_of(generation, i)), SHORT)
+                    .expect("send");
+                if i % 16 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            println!("SENT");
+        }
+        // `Channel`: joins, with SHMCHAN_TEST_DIE_AT set to a step of `join`.
+        "dying-joiner" => {
+            let _tx = channel(&name).sender();
+            println!("JOINED");
         }
         // Sleeps in `recv` on an Overwrite segment until killed.
         // Opens a lossless sender, sends one record, and idles until killed.
@@ -866,4 +907,139 @@ fn a_sender_waiting_in_short_slices_evicts_a_killed_receiver() {
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
+}
+
+/// Waits for a child that must kill itself (`SHMCHAN_TEST_DIE_AT`): it ends by
+/// `SIGKILL`, or the hook did not fire and the test proves nothing.
+fn expect_self_killed(peer: &mut common::Peer) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + SHORT;
+    loop {
+        if let Some(status) = peer.child.try_wait().expect("try_wait") {
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGKILL),
+                "{} was not killed at its step: {status}",
+                peer.role
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} did not die", peer.role);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Receives generation `generation`'s records, every one in order, none skipped;
+/// `Disconnected` before the last is a live producer taken for gone.
+fn receive_generation(rx: &mut shmchan::Receiver<Rec>, generation: u64) {
+    for i in 0..CHANNEL_RECORDS {
+        match rx.recv_timeout(SHORT) {
+            Ok(rec) => {
+                assert!(rec.is_intact(), "corrupt record");
+                assert_eq!(
+                    rec.seq,
+                    seq_of(generation, i),
+                    "generation {generation}: record lost, skipped or reordered"
+                );
+            }
+            Err(e) => {
+                panic!("generation {generation}, record {i}: {e} while its producer is attached")
+            }
+        }
+    }
+}
+
+/// After its producers are gone: one `recv_timeout` must end in `Disconnected`, not
+/// wait out its timeout.
+fn expect_disconnected(rx: &mut shmchan::Receiver<Rec>, after: &str) {
+    match rx.recv_timeout(SHORT) {
+        Err(RecvTimeoutError::Disconnected) => {}
+        other => panic!("after {after}: expected Disconnected, got {other:?}"),
+    }
+}
+
+/// A `Channel` producer killed at `step` of `join` or `leave` (`multi.rs`, `Step`):
+/// the producer table is half updated. A producer A is attached throughout; with a
+/// `join-*` step a second one dies while joining, and the receiver reaps it on a
+/// liveness tick while A waits (it must not take A for gone meanwhile). A then sends
+/// its records and leaves (with a `leave-*` step it dies leaving). The receiver gets
+/// every record and then `Disconnected`, within one `recv_timeout`. Then a new
+/// producer B joins: the receiver gets all of its records (never `Disconnected`
+/// while B is attached), and `Disconnected` again when B leaves.
+fn producer_killed_at(step: &str) {
+    let name = unique_name("pkill");
+    let _cleanup = Cleanup(name.clone());
+    let go = std::env::temp_dir().join(format!("{name}.go"));
+    let go_b = std::env::temp_dir().join(format!("{name}.go-b"));
+    let mut rx = channel(&name).receiver().expect("receiver");
+    let vars = |generation: u64, go: &PathBuf, die_at: Option<&str>| {
+        let mut vars = vec![
+            ("NAME", name.clone()),
+            ("GEN", generation.to_string()),
+            ("GO", go.display().to_string()),
+        ];
+        vars.extend(die_at.map(|at| ("SHMCHAN_TEST_DIE_AT", at.to_owned())));
+        vars
+    };
+    let leaving = step.starts_with("leave");
+    let mut a = spawn(
+        ENTRY,
+        "paced-producer",
+        &vars(0, &go, leaving.then_some(step)),
+    );
+    a.expect_line("READY", SHORT);
+    if !leaving {
+        let mut dying = spawn(ENTRY, "dying-joiner", &vars(9, &go, Some(step)));
+        expect_self_killed(&mut dying);
+        // Until the dead joiner's entry is reaped (by our liveness ticks), only A
+        // is attached: nothing to read, and certainly not `Disconnected`.
+        let observer = shmchan::stats::Observer::open(&name).expect("observer");
+        let deadline = Instant::now() + SHORT;
+        while observer.stats().expect("stats").producers.len() > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the dead joiner was never reaped"
+            );
+            match rx.recv_timeout(Duration::from_millis(10)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                other => panic!("A attached, nothing sent: got {other:?}"),
+            }
+        }
+        // One more tick after the reap, which is when a wrong count shows.
+        match rx.recv_timeout(Duration::from_millis(120)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("A attached, nothing sent, dead joiner reaped: got {other:?}"),
+        }
+    }
+    std::fs::write(&go, b"").expect("GO file");
+    receive_generation(&mut rx, 0);
+    if leaving {
+        expect_self_killed(&mut a);
+    } else {
+        a.expect_success(SHORT);
+    }
+    expect_disconnected(&mut rx, &format!("A left ({step})"));
+    let mut b = spawn(ENTRY, "paced-producer", &vars(1, &go_b, None));
+    b.expect_line("READY", SHORT);
+    std::fs::write(&go_b, b"").expect("GO file");
+    receive_generation(&mut rx, 1);
+    b.expect_success(SHORT);
+    expect_disconnected(&mut rx, "B left");
+    let _ = std::fs::remove_file(&go);
+    let _ = std::fs::remove_file(&go_b);
+}
+
+#[test]
+fn a_producer_killed_inside_join_after_raising_the_count() {
+    producer_killed_at("join-counted");
+}
+
+#[test]
+fn a_producer_killed_inside_join_after_taking_its_entry() {
+    producer_killed_at("join-entered");
+}
+
+#[test]
+fn a_producer_killed_inside_leave_after_giving_its_entry_back() {
+    producer_killed_at("leave-freed");
 }

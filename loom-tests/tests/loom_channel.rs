@@ -4,7 +4,9 @@
 //! receiving through `ring::recv::recv` or `ring::recv::poll` (with `check_liveness`
 //! where the model needs the once-a-tick recovery: reaping dead producers and
 //! skipping their claims). A model that needs a producer to die at an exact point
-//! calls the step methods (`try_claim`, `begin`) itself and then stops.
+//! calls the step methods (`try_claim`, `begin`) itself and then stops, or runs the
+//! shipped `join`/`leave` up to the `Step` it dies at (`Shared::join_until`,
+//! `Producer::leave_until`).
 #![cfg(loom)]
 
 use std::cell::Cell;
@@ -15,10 +17,12 @@ use loom::thread;
 use loom_tests::{join_channel, join_reader, recv_block, send_block, Dead, ALL_ALIVE};
 use shmchan::layout::stamp_done;
 use shmchan::process::Liveness;
-use shmchan::ring::multi::resolve_stall;
+use shmchan::ring::multi::{resolve_stall, Shared, Step};
 use shmchan::ring::producer::Begin;
+use shmchan::ring::reader::Reader;
 use shmchan::ring::recv::poll;
-use shmchan::ring::HeapRing;
+use shmchan::ring::recv::RecvState;
+use shmchan::ring::{HeapRing, RingView};
 use shmchan::TryRecvError;
 
 /// Owner word of producer `p` (0-based); receivers are 100 and up.
@@ -608,4 +612,147 @@ fn a_liveness_verdict_that_lies_once() {
         assert!(dead <= 1, "{dead} claims skipped on one lie");
         assert_eq!(view.producers[0].records.load(Ordering::Relaxed), 2);
     });
+}
+
+/// Polls (with the liveness tick every time, under `oracle`) until `Disconnected`,
+/// yielding on `Empty`; returns what it received.
+fn drain_to_disconnect(
+    view: &RingView<'_>,
+    rx: &mut Reader,
+    state: &mut RecvState,
+    oracle: &impl Liveness,
+) -> Vec<u64> {
+    let mut got = Vec::new();
+    loop {
+        match poll::<u64>(view, rx, state, true, oracle) {
+            Ok(v) => got.push(v),
+            Err(TryRecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Disconnected) => return got,
+            Err(e) => panic!("lossless receiver got {e:?}"),
+        }
+    }
+}
+
+/// After a producer died inside `join` or `leave`: a new producer (owner 2) joins,
+/// sends one record and stays. The receiver gets it, then `Empty` (never
+/// `Disconnected` while that producer is attached), and `Disconnected` once it left.
+/// Sequential: whatever the dead producer left in the table must not fool it.
+fn next_producer_is_delivered(view: &RingView<'_>, rx: &mut Reader, state: &mut RecvState) {
+    let oracle = Dead(owner(0));
+    let mut next = join_channel(view, owner(2));
+    send_block(&mut next, view, &value(2, 0));
+    assert_eq!(
+        poll::<u64>(view, rx, state, true, &oracle),
+        Ok(value(2, 0)),
+        "the next producer's record"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            poll::<u64>(view, rx, state, true, &oracle),
+            Err(TryRecvError::Empty),
+            "Disconnected on a live channel"
+        );
+    }
+    next.leave(view);
+    assert_eq!(
+        poll::<u64>(view, rx, state, true, &oracle),
+        Err(TryRecvError::Disconnected),
+        "the next producer left"
+    );
+}
+
+/// `Overflow::Block`: producer 0 dies inside `join` at `step` (`multi.rs`, `Step`),
+/// leaving the producer table half updated, while producer 1 (attached) sends one
+/// record and leaves. The receiver polls with the liveness tick (reaping producer 0
+/// on the way): it gets producer 1's record, and only then `Disconnected`, never
+/// before (producer 1 taken for gone) and never not at all (the receiver spins for
+/// ever: loom reports the model too long). Then the next producer is delivered.
+fn producer_dies_inside_join(step: Step) {
+    loom::model(move || {
+        let ring = block_ring(3);
+        let view = ring.view();
+        let (mut rx, mut state) = join_reader(&view, 100);
+        let mut live = join_channel(&view, owner(1));
+        let dying = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let joined = Shared::join_until(&ring.view(), owner(0), Some(step));
+                assert!(joined.is_none(), "stopped at {step:?}");
+            })
+        };
+        let sender = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let view = ring.view();
+                send_block(&mut live, &view, &value(1, 0));
+                live.leave(&view);
+            })
+        };
+        let got = drain_to_disconnect(&view, &mut rx, &mut state, &Dead(owner(0)));
+        assert_eq!(
+            got,
+            [value(1, 0)],
+            "Disconnected before producer 1's record"
+        );
+        dying.join().expect("dying producer");
+        sender.join().expect("producer 1");
+        next_producer_is_delivered(&view, &mut rx, &mut state);
+    });
+}
+
+#[test]
+fn channel_producer_dies_inside_join_after_raising_the_count() {
+    producer_dies_inside_join(Step::JoinCounted);
+}
+
+#[test]
+fn channel_producer_dies_inside_join_after_taking_its_entry() {
+    producer_dies_inside_join(Step::JoinEntered);
+}
+
+/// `Overflow::Block`: producer 0 sends one record and dies inside `leave` at `step`,
+/// leaving the producer table half updated. The receiver, polling with the liveness
+/// tick, gets the record and then `Disconnected`: never before the record (seeing
+/// the entry free, it sees everything the producer published: its `Release`), and
+/// never not at all (spinning for ever on a count left high: loom reports the model
+/// too long). Then the next producer is delivered.
+///
+/// The receiver runs in a thread of its own that has read nothing before its first
+/// poll: loom lets a thread read a value it saw before its last yield only while
+/// nothing newer exists, so a receiver that had read `head` in the main thread could
+/// never read it stale, and the missing `Acquire` (`mp_present`) would go unseen.
+fn producer_dies_inside_leave(step: Step) {
+    loom::model(move || {
+        let ring = block_ring(3);
+        let view = ring.view();
+        let (rx, state) = join_reader(&view, 100);
+        let mut doomed = join_channel(&view, owner(0));
+        let dying = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let view = ring.view();
+                send_block(&mut doomed, &view, &value(0, 0));
+                doomed.leave_until(&view, Some(step));
+            })
+        };
+        let receiver = {
+            let ring = Arc::clone(&ring);
+            thread::spawn(move || {
+                let (mut rx, mut state) = (rx, state);
+                // Everyone alive: the dying producer gave its entry back, there is
+                // nothing to reap, and a live producer is never judged dead.
+                let got = drain_to_disconnect(&ring.view(), &mut rx, &mut state, &ALL_ALIVE);
+                (got, rx, state)
+            })
+        };
+        let (got, mut rx, mut state) = receiver.join().expect("receiver");
+        assert_eq!(got, [value(0, 0)], "Disconnected before the record");
+        dying.join().expect("dying producer");
+        next_producer_is_delivered(&view, &mut rx, &mut state);
+    });
+}
+
+#[test]
+fn channel_producer_dies_inside_leave_after_giving_its_entry_back() {
+    producer_dies_inside_leave(Step::LeaveFreed);
 }

@@ -13,7 +13,7 @@
 //! | `gate.rs` | when a lossless producer may write: the cached cursor gate, `slot_free` |
 //! | `table.rs` | entries: claim, leave, evict, reap; the `Route` sender claim |
 //! | `single.rs` | the one producer of a `Route` |
-//! | `multi.rs` | the producers of a `Channel`: claiming, void claims, dead claims |
+//! | `multi.rs` | the producers of a `Channel`: claiming, void claims, dead claims, membership (the table, not the count, says who is attached) |
 //! | `producer.rs` | one interface over the two producers |
 //! | `broadcast.rs` | broadcast receivers: reading, lagging, the join protocol |
 //! | `unicast.rs` | unicast receivers: taking, rescue |

@@ -67,6 +67,54 @@
 //! claim. Receivers step over settled stamps. When no producer is attached at all, a
 //! receiver skips unwritten claims at once: nobody will write them (`recv.rs`).
 //!
+//! # Membership
+//!
+//! A producer's entry is the truth about whether it is attached: its owner word is
+//! non-zero from the CAS that takes it (`join`) to the CAS that gives it back (`leave`)
+//! or frees it once its process died (`reap_dead_producers`, `table.rs`). Receivers
+//! decide that no producer is left (`recv.rs`, "Disconnection") from the owner words,
+//! never from a count: a producer can die between any two of its stores, and a count
+//! kept apart from the entries would then be wrong for good (killed in `join` between
+//! its entry and its increment, the reaper's decrement wrapped the count; killed in
+//! `leave` between its owner CAS and its decrement, the count stayed above zero).
+//!
+//! `membership.producers` remains, as a hint: `join` raises it *before* it takes an
+//! entry, `leave` and the reaper lower it *after* they freed one (saturating at 0), so
+//! it is never below the number of entries held, and above it only by the producers
+//! that died between those two steps. Receivers read it with `sender_attaches` as the
+//! key of their last scan of the table: the key changes with every join and leave
+//! that runs to its end, so the scan (one owner word per entry, lines the producers
+//! write on every send) is repeated only then, and on the liveness tick, not on every
+//! empty poll. The steps, and what a death after each leaves ([`Step`]):
+//!
+//! ```text
+//! join:  producers += 1                 JoinCounted: no entry; count one high
+//!        owner CAS 0 -> us              JoinEntered: entry held; reaped on a tick
+//!        sender_attaches += 1 (Release)
+//! leave: owner CAS us -> 0 (Release)    LeaveFreed: entry free; count one high,
+//!        producers -= 1 (Release)         key unchanged: seen on the next tick
+//!        fence(SeqCst), wake `data`
+//! ```
+//!
+//! The orderings. The owner CAS of `leave` (`Release`) pairs with the receivers'
+//! scan (`Acquire`): a receiver that finds every entry free sees every record their
+//! producers published and drains them before `Disconnected`. The `sender_attaches`
+//! increment (`Release`, after the owner CAS) pairs with the key read (`Acquire`): a
+//! receiver whose key shows a join finds the entry held when it scans; one whose key
+//! does not show it yet decides as it would have just before that join (and
+//! `Disconnected` is not sticky: the records are read once they come). The decrement
+//! (`Release`, after the owner CAS) pairs with the key read likewise, so a receiver
+//! woken by a leave (the fence and the wake pair with its `F_w`, `wait.rs`) rescans
+//! and finds the entry free at once.
+//!
+//! A death between two steps leaves the key without the change the next step would
+//! have made, and a later leave may then bring the count back to a value a receiver
+//! keeps: its verdict "present" can outlive the last producer. The tick rescans
+//! whatever the key says, so this delays `Disconnected` by one liveness tick at most.
+//! The other verdict, "none", cannot outlive a completed join: `sender_attaches` only
+//! grows and every completed join raises it, and a receiver that read a record of
+//! that producer (published after its increment) reads the increment too.
+//!
 //! # Invariants
 //!
 //! 1. Only the claimer of `seq` moves a slot's stamp to `busy(seq)` or `done(seq)`;
@@ -75,6 +123,8 @@
 //! 2. A slot is `busy` for at most one live writer at a time.
 //! 3. A record is published at most once, at one sequence number; a void claim is
 //!    never published.
+//! 4. `membership.producers` is never below the number of entries held; receivers
+//!    never decide anything from its value alone.
 
 use super::gate::{gate_limit, slot_free, Gate};
 use super::table::{claim_alive, claim_free, evict_blocking, sweep_parked};
@@ -104,6 +154,57 @@ pub enum Begin {
     Gated,
 }
 
+/// A point inside [`Shared::join`] or [`Shared::leave_until`] between two of its stores to
+/// shared memory, where a producer that dies leaves the table half updated. The crash
+/// tests kill a process at one (`SHMCHAN_TEST_DIE_AT`, feature `test-hooks`); the
+/// loom models stop a thread at one ([`Shared::join_until`], [`Shared::leave_until`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `join`: the count is raised, no entry taken yet.
+    JoinCounted,
+    /// `join`: the entry is taken, `sender_attaches` not raised yet.
+    JoinEntered,
+    /// `leave`: the entry is given back, the count not lowered yet.
+    LeaveFreed,
+}
+
+#[cfg(all(feature = "test-hooks", not(loom)))]
+impl Step {
+    /// The value of `SHMCHAN_TEST_DIE_AT` that kills a process here.
+    fn name(self) -> &'static str {
+        match self {
+            Step::JoinCounted => "join-counted",
+            Step::JoinEntered => "join-entered",
+            Step::LeaveFreed => "leave-freed",
+        }
+    }
+}
+
+/// Whether a join or leave stops at `step` because `stop` says so (a model). In a test
+/// build the process is also killed here if `SHMCHAN_TEST_DIE_AT` names `step`.
+#[inline]
+fn stops_at(step: Step, stop: Option<Step>) -> bool {
+    #[cfg(all(feature = "test-hooks", not(loom)))]
+    die_if_asked(step);
+    stop == Some(step)
+}
+
+/// Environment variable naming the [`Step`] at which a test process kills itself
+/// (`SIGKILL`), compiled in only with the test-only `test-hooks` feature.
+#[cfg(all(feature = "test-hooks", not(loom)))]
+pub(crate) const TEST_DIE_AT_VAR: &str = "SHMCHAN_TEST_DIE_AT";
+
+#[cfg(all(feature = "test-hooks", not(loom)))]
+fn die_if_asked(step: Step) {
+    if std::env::var(TEST_DIE_AT_VAR).is_ok_and(|v| v == step.name()) {
+        // SAFETY: `raise` has no memory preconditions; SIGKILL ends the process here,
+        // as `kill -9` would, without running any destructor.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
 /// A `Channel` producer's private state.
 #[derive(Debug)]
 pub struct Shared {
@@ -122,13 +223,32 @@ pub struct Shared {
 impl Shared {
     /// Takes a free entry of the producer table. `None` if it is full.
     pub fn join(view: &RingView<'_>, owner: u64) -> Option<Shared> {
-        let index = claim_free(view.producers, owner, |p| &p.owner)?;
+        Self::join_until(view, owner, None)
+    }
+
+    /// [`Shared::join`], stopping for good at `stop` (the models of a producer that dies
+    /// there; `None` then). See "Membership" for the order of the steps.
+    pub fn join_until(view: &RingView<'_>, owner: u64, stop: Option<Step>) -> Option<Shared> {
+        let membership = &view.ctl.membership;
+        // The count before the entry, so that it never falls below the entries held.
+        // `Relaxed`: it publishes nothing (the table does); receivers only see that it
+        // changed, and rescan the table.
+        membership.producers.fetch_add(1, Ordering::Relaxed);
+        if stops_at(Step::JoinCounted, stop) {
+            return None;
+        }
+        let Some(index) = claim_free(view.producers, owner, |p| &p.owner) else {
+            lower_count(view);
+            return None;
+        };
+        if stops_at(Step::JoinEntered, stop) {
+            return None;
+        }
         let entry = &view.producers[index];
         entry.claim.store(0, Ordering::Relaxed);
         entry.records.store(0, Ordering::Relaxed);
-        let membership = &view.ctl.membership;
-        // `Release`: a receiver that counts us (`Acquire`) sees our entry.
-        membership.producers.fetch_add(1, Ordering::Release);
+        // `Release`: a receiver that sees the new attach count (`Acquire`, its presence
+        // key, `recv.rs`) and then scans the table sees our owner word.
         membership.sender_attaches.fetch_add(1, Ordering::Release);
         Some(Shared {
             index,
@@ -326,25 +446,42 @@ impl Shared {
         self.gate.invalidate();
     }
 
-    /// Gives the entry back and wakes receivers, which may now see no producer left.
-    pub fn leave(&self, view: &RingView<'_>) {
+    /// Gives the entry back and wakes receivers, which may now see no producer left;
+    /// `stop`: `None`, or the step at which a model's producer dies (see "Membership"
+    /// for the order of the steps).
+    pub fn leave_until(&self, view: &RingView<'_>, stop: Option<Step>) {
         let entry = self.entry(view);
         entry.claim.store(0, Ordering::Relaxed);
-        // `Release`: a receiver that sees the entry free sees every record we published.
+        // `Release`: a receiver that sees the entry free (`Acquire`, its table scan)
+        // sees every record we published, so it drains them before `Disconnected`.
         if entry
             .owner
             .compare_exchange(self.owner, 0, Ordering::Release, Ordering::Relaxed)
             .is_ok()
         {
-            view.ctl
-                .membership
-                .producers
-                .fetch_sub(1, Ordering::Release);
+            if stops_at(Step::LeaveFreed, stop) {
+                return;
+            }
+            lower_count(view);
         }
         // Pairs with the receivers' F_w: a receiver about to sleep sees us gone.
         fence(Ordering::SeqCst);
         view.wake_data();
     }
+}
+
+/// Lowers the producer count after an entry was given back or reaped (or a join found
+/// the table full), never below 0: by construction it never is (the count is raised
+/// before an entry is taken), but it lives in shared memory. `Release`: a receiver that
+/// sees the lower count (`Acquire`, its presence key) and rescans sees the entry free.
+pub(crate) fn lower_count(view: &RingView<'_>) {
+    let _ =
+        view.ctl
+            .membership
+            .producers
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |count| {
+                count.checked_sub(1)
+            });
 }
 
 /// Whether the slot of `seq` holds a state at or past `done(seq)`: published, skipped

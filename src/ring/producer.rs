@@ -16,7 +16,7 @@
 //! `multi.rs` (the producers of a `Channel`).
 
 pub use super::multi::Begin;
-use super::multi::Shared;
+use super::multi::{Shared, Step};
 use super::record::{Record, Records};
 use super::seqlock::write_record;
 use super::single::Single;
@@ -285,9 +285,15 @@ impl Producer {
     /// Gives the role back (withdrawing a pending claim) and wakes receivers, which may
     /// now see no producer left.
     pub fn leave(&self, view: &RingView<'_>) {
+        self.leave_until(view, None);
+    }
+
+    /// [`Producer::leave`], a `Channel` producer stopping for good at `stop` (the
+    /// models of a producer that dies there, `multi.rs`).
+    pub fn leave_until(&self, view: &RingView<'_>, stop: Option<Step>) {
         match self {
             Producer::Single(p) => release_sender(view, p.owner()),
-            Producer::Shared { producer, .. } => producer.leave(view),
+            Producer::Shared { producer, .. } => producer.leave_until(view, stop),
         }
     }
 }

@@ -25,13 +25,22 @@
 //! claim that was never published can never be: the receiver skips such claims at
 //! once (no patience needed) and keeps reading, so records published after a dead
 //! producer's claim are still delivered before `Disconnected`.
+//!
+//! Whether a `Channel` producer is attached is read from the producer table's owner
+//! words, not from the producer count, which a producer killed inside `join` or
+//! `leave` leaves wrong (`multi.rs`, "Membership"). An empty poll does not rescan the
+//! table: the receiver keeps its last verdict with the key it read before that scan
+//! (`sender_attaches` and the count, on the rarely written membership line) and
+//! rescans when the key changes or on the liveness tick.
 
 use std::time::Instant;
 
 use super::multi::{resolve_stall, resolved};
 use super::reader::Reader;
 use super::record::{Record, RecordsMut};
-use super::table::{reap_dead_producers, reap_sender, senders_present};
+use super::table::{
+    presence_key, producers_present, reap_dead_producers, reap_sender, route_sender_present,
+};
 use super::RingView;
 use crate::error::{RecvTimeoutError, TryRecvError};
 use crate::layout::PARKED_DATA;
@@ -53,6 +62,9 @@ pub struct RecvState {
     stall_ticks: u32,
     /// When the next liveness check of a blocking receive is due, across receives.
     tick: Tick,
+    /// `Channel`: the key of the last scan of the producer table (`presence_key`) and
+    /// whether it found a producer; `None` before the first.
+    present: Option<((u64, u64), bool)>,
 }
 
 impl RecvState {
@@ -61,20 +73,44 @@ impl RecvState {
         // `Acquire`: pairs with the senders' `Release` increments when they attach.
         let attaches_at_join = view.ctl.membership.sender_attaches.load(Ordering::Acquire);
         RecvState {
-            joined_with_sender: senders_present(view),
+            joined_with_sender: route_sender_present(view) || producers_present(view),
             attaches_at_join,
             stall_seq: 0,
             stall_ticks: 0,
             tick: Tick::default(),
+            present: None,
         }
     }
 
-    /// Whether the senders are gone for good (see "Disconnection").
-    fn senders_gone(&self, view: &RingView<'_>) -> bool {
-        !senders_present(view)
+    /// Whether the senders are gone for good (see "Disconnection"). `rescan`: on the
+    /// liveness tick, scan the producer table whatever the key says.
+    fn senders_gone(&mut self, view: &RingView<'_>, rescan: bool) -> bool {
+        !self.senders_present(view, rescan)
             && (self.joined_with_sender
                 || view.ctl.membership.sender_attaches.load(Ordering::Acquire)
                     != self.attaches_at_join)
+    }
+
+    /// Whether a sender is attached: the `Route` claim, or an entry of the producer
+    /// table, scanned again only if the key changed since the last scan, or `rescan`.
+    fn senders_present(&mut self, view: &RingView<'_>, rescan: bool) -> bool {
+        if route_sender_present(view) {
+            return true;
+        }
+        if view.producers.is_empty() {
+            return false;
+        }
+        // The key first, then the scan: a join or leave that ends after the key read
+        // changes the key for the next poll (`multi.rs`, "Membership").
+        let key = presence_key(view);
+        match self.present {
+            Some((seen, present)) if seen == key && !rescan => present,
+            _ => {
+                let present = producers_present(view);
+                self.present = Some((key, present));
+                present
+            }
+        }
     }
 
     /// One more liveness tick spent waiting on `seq`: whether this is the second.
@@ -298,7 +334,7 @@ fn poll_with<S: Take>(
         }
         reap_sender(view, liveness);
     }
-    if !state.senders_gone(view) {
+    if !state.senders_gone(view, check_liveness) {
         return Err(TryRecvError::Empty);
     }
     // The senders are gone: drain what they published, stepping over claims nobody
@@ -312,7 +348,7 @@ fn poll_with<S: Take>(
             break;
         }
         // A producer that attached meanwhile will write: not disconnected after all.
-        if senders_present(view) {
+        if producers_present(view) {
             return Err(TryRecvError::Empty);
         }
         let seq = reader.waiting_on(view);

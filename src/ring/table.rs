@@ -29,11 +29,13 @@
 //! which frees the entries of participants that died registered even where nothing
 //! else would look (an `Overwrite` producer never evicts anyone).
 
+use super::multi::lower_count;
 use super::RingView;
 use crate::layout::ReceiverEntry;
 use crate::process::Liveness;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::wait::take_back;
+use crate::weaken::ordering;
 
 /// Takes the first free entry of a table (receivers or producers) for `owner`: CAS of
 /// its owner word from 0. Returns its index, or `None` if every entry is held.
@@ -216,10 +218,9 @@ pub fn reap_dead_producers(view: &RingView<'_>, liveness: &impl Liveness) -> usi
             .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            view.ctl
-                .membership
-                .producers
-                .fetch_sub(1, Ordering::Release);
+            // After the entry is free, as `leave` (`multi.rs`, "Membership"): a reaper
+            // that dies in between leaves the count high, never low.
+            lower_count(view);
             reaped += 1;
         }
     }
@@ -237,11 +238,34 @@ pub(crate) fn claim_alive(view: &RingView<'_>, seq: u64, liveness: &impl Livenes
     })
 }
 
-/// Whether any sender is attached: the `Route` claim or a `Channel` producer.
-pub(crate) fn senders_present(view: &RingView<'_>) -> bool {
+/// Whether the `Route` sender claim is held.
+pub(crate) fn route_sender_present(view: &RingView<'_>) -> bool {
+    // `Acquire`: pairs with the `Release` with which the sender leaves, so if it left,
+    // every record it published is visible to the re-check that follows.
+    view.ctl.membership.sender.load(Ordering::Acquire) != 0
+}
+
+/// Whether any `Channel` producer holds an entry, from the owner words themselves: the
+/// table is the truth, the count only a hint (`multi.rs`, "Membership").
+pub(crate) fn producers_present(view: &RingView<'_>) -> bool {
+    // `Acquire`: pairs with the `Release` owner CAS with which a producer leaves, so if
+    // none is left, every record they published is visible to the re-check that
+    // follows.
+    view.producers
+        .iter()
+        .any(|p| p.owner.load(ordering!("mp_present", Acquire, Relaxed)) != 0)
+}
+
+/// What a receiver reads before it scans the producer table, and keeps with the
+/// verdict: while it reads the same again, no join or leave has run to its end since
+/// and the verdict stands (`multi.rs`, "Membership").
+pub(crate) fn presence_key(view: &RingView<'_>) -> (u64, u64) {
     let membership = &view.ctl.membership;
-    // `Acquire`: pairs with the `Release` with which a sender leaves, so if none is
-    // left, every record they published is visible to the re-check that follows.
-    membership.sender.load(Ordering::Acquire) != 0
-        || membership.producers.load(Ordering::Acquire) != 0
+    // `Acquire` (both): pairs with the `Release` increment of `sender_attaches` after
+    // a joiner's owner CAS and the `Release` decrement of the count after a leaver's,
+    // so a scan after a key that shows either sees that entry's new owner word.
+    (
+        membership.sender_attaches.load(Ordering::Acquire),
+        membership.producers.load(Ordering::Acquire),
+    )
 }

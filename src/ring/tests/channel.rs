@@ -2,6 +2,8 @@
 //! join check and gated claims, disconnection with a dead claim outstanding.
 
 use super::*;
+use crate::ring::multi::{Shared, Step};
+use crate::ring::table::producers_present;
 
 #[test]
 fn a_dead_claim_is_skipped_and_the_others_flow() {
@@ -24,6 +26,39 @@ fn a_dead_claim_is_skipped_and_the_others_flow() {
     assert_eq!(view.ctl.membership.dead_claims.load(Ordering::Relaxed), 1);
     assert_eq!(reap_dead_producers(&view, &Dead(2)), 1);
     assert_eq!(view.ctl.membership.producers.load(Ordering::Relaxed), 1);
+}
+
+/// The count is raised before a producer takes its entry and lowered after it is
+/// freed (`multi.rs`, "Membership"): a producer stopped between two steps of `join`
+/// or `leave` leaves it high, never low (it used to wrap below 0), and presence is
+/// read from the table, whatever the count says.
+#[test]
+fn a_producer_stopped_inside_join_or_leave_never_leaves_the_count_below_the_table() {
+    let ring = HeapRing::with_producers::<u64>(8, 1, 2, true, false);
+    let view = ring.view();
+    let count = || view.ctl.membership.producers.load(Ordering::Relaxed);
+    // Stopped after taking its entry: the reaper lowers the count it raised.
+    assert!(Shared::join_until(&view, 1, Some(Step::JoinEntered)).is_none());
+    assert_eq!(count(), 1);
+    assert!(producers_present(&view));
+    assert_eq!(reap_dead_producers(&view, &Dead(1)), 1);
+    assert_eq!(count(), 0);
+    assert!(!producers_present(&view));
+    // Stopped after raising the count: one too high, with no entry.
+    assert!(Shared::join_until(&view, 2, Some(Step::JoinCounted)).is_none());
+    assert_eq!(count(), 1);
+    assert!(!producers_present(&view));
+    // A join that finds the table full gives its increment back.
+    let a = Shared::join(&view, 3).expect("entry");
+    let b = Shared::join(&view, 4).expect("entry");
+    assert!(Shared::join(&view, 5).is_none());
+    assert_eq!(count(), 3);
+    // Stopped after giving its entry back: the count stays, the table says gone.
+    a.leave_until(&view, Some(Step::LeaveFreed));
+    assert_eq!(count(), 3);
+    b.leave_until(&view, None);
+    assert_eq!(count(), 2);
+    assert!(!producers_present(&view));
 }
 
 #[test]
