@@ -1,4 +1,13 @@
 //! The exporting end: a receiver on the local source, frames on `PREFIX/data`.
+//!
+//! Frames are numbered in their epoch and say whether the source has a producer: when
+//! the exporter's receiver has read everything and gets `Disconnected` (the producer
+//! left), a frame with [`FLAG_NO_PRODUCER`] tells the importers, whose far readers then
+//! get `Disconnected` too; when the receiver stops getting `Disconnected` (a producer
+//! attached), the next frame, without the flag, tells them it is back. Idle, the
+//! exporter repeats the state in an empty frame once a second (`HEARTBEAT`), so an
+//! importer that started meanwhile, or missed a frame while the link was down, learns
+//! it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +20,7 @@ use shmchan::{Mode, Overflow, RecvTimeoutError};
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
-use crate::frame::{Header, FLAG_SOURCE_SEQ};
+use crate::frame::{Header, FLAG_NO_PRODUCER, FLAG_SOURCE_SEQ, MAX_RECORDS_LEN};
 use crate::meta::Meta;
 use crate::{BridgeError, Keys, Network, SegmentRef};
 
@@ -28,7 +37,7 @@ pub struct ExportConfig {
     /// stalled link then stops its producer.
     pub lossless: bool,
     /// At most this many records per frame (default: as many as fit in 64 KiB, at
-    /// least one).
+    /// least one; never more than fit in 16 MiB, the most a frame carries).
     pub max_batch: Option<usize>,
     /// A pause after each frame: caps the exporter's rate (a slow link, in tests).
     pub pace: Duration,
@@ -84,6 +93,10 @@ pub struct Exporter {
     session: zenoh::Session,
 }
 
+/// An idle exporter publishes an empty frame this often: it repeats whether the source
+/// has a producer.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// A fresh random epoch.
 fn new_epoch() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -135,6 +148,13 @@ impl Exporter {
                     policy,
                 });
             }
+        }
+        if info.record_size > MAX_RECORDS_LEN {
+            return Err(BridgeError::RecordTooLarge {
+                name: config.source.name.clone(),
+                size: info.record_size,
+                max: MAX_RECORDS_LEN,
+            });
         }
         let rx = open_receiver(&config.source, &info)?;
         let session = config.network.open()?;
@@ -191,6 +211,7 @@ impl Exporter {
                 record_size: u32::try_from(info.record_size).unwrap_or(u32::MAX),
                 epoch,
                 source_id: meta.source_id,
+                frame: 0,
                 first: 0,
                 count: 0,
                 flags: if info.mode == Mode::Broadcast {
@@ -203,7 +224,9 @@ impl Exporter {
             max_batch: config
                 .max_batch
                 .unwrap_or((64 * 1024 / info.record_size.max(1)).max(1))
-                .clamp(1, u32::MAX as usize),
+                .clamp(1, (MAX_RECORDS_LEN / info.record_size.max(1)).max(1)),
+            no_producer: false,
+            last_publish: std::time::Instant::now(),
             pace: config.pace,
             name: config.source.name.clone(),
             stop: stop.clone(),
@@ -303,6 +326,9 @@ struct Worker {
     record_size: usize,
     max_batch: usize,
     pace: Duration,
+    /// The source had no producer at the last frame.
+    no_producer: bool,
+    last_publish: std::time::Instant,
     name: String,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
@@ -320,10 +346,19 @@ impl Worker {
         // Announce where this epoch starts (a restart's gap shows at once).
         self.publish(seq, &[])?;
         while !self.stop.load(Ordering::Relaxed) {
-            match self
+            let received = self
                 .rx
-                .recv_many_into_timeout(&mut buf, Duration::from_millis(50))
-            {
+                .recv_many_into_timeout(&mut buf, Duration::from_millis(50));
+            let disconnected = matches!(
+                received,
+                Err(RawError::Channel(RecvTimeoutError::Disconnected))
+            );
+            if self.no_producer != disconnected {
+                // The producer left (everything it published was read), or one came.
+                self.no_producer = disconnected;
+                self.publish(seq, &[])?;
+            }
+            match received {
                 Ok(n) => {
                     let records = &buf[..n * self.record_size];
                     self.publish(seq, records)?;
@@ -339,9 +374,16 @@ impl Worker {
                     self.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     self.publish(seq, &[])?;
                 }
-                Err(RawError::Channel(RecvTimeoutError::Timeout)) => {}
-                // The source's producer left; a new one may attach.
+                Err(RawError::Channel(RecvTimeoutError::Timeout)) => {
+                    if self.last_publish.elapsed() >= HEARTBEAT {
+                        self.publish(seq, &[])?;
+                    }
+                }
+                // The source's producer left (told above); a new one may attach.
                 Err(RawError::Channel(RecvTimeoutError::Disconnected)) => {
+                    if self.last_publish.elapsed() >= HEARTBEAT {
+                        self.publish(seq, &[])?;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(RawError::Channel(RecvTimeoutError::Evicted)) => {
@@ -362,12 +404,20 @@ impl Worker {
         let header = Header {
             first,
             count: (records.len() / self.record_size.max(1)) as u32,
+            flags: self.header.flags
+                | if self.no_producer {
+                    FLAG_NO_PRODUCER
+                } else {
+                    0
+                },
             ..self.header
         };
         self.publisher
             .put(header.encode(records))
             .wait()
             .map_err(|e| BridgeError::zenoh("publishing a frame", e))?;
+        self.header.frame += 1;
+        self.last_publish = std::time::Instant::now();
         self.counters.frames.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
