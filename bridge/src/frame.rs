@@ -24,7 +24,7 @@
 //! Frames come from the network: [`Header::decode`] checks everything a frame says
 //! about itself (magic, length, flags, that the records are `count` whole records of
 //! at most [`MAX_RECORDS_LEN`] bytes); whether it fits the stream (its epoch, frame
-//! number and sequence) is the importer's judgement (`import.rs`, "Untrusted frames").
+//! number and sequence) is the importer's judgement (`mirror.rs`, "Untrusted frames").
 
 /// Bytes before the records.
 pub const HEADER_LEN: usize = 48;

@@ -11,8 +11,9 @@
 //! * The [`Exporter`] opens the local source as a receiver of any record layout
 //!   (through `shmchan::raw`), and publishes batches of records on `PREFIX/data`
 //!   (`Reliable`, `CongestionControl::Block`: a full link waits, it never drops).
-//!   Each [frame](frame) carries the exporter's *epoch* (its incarnation), the
-//!   sequence number of its first record, the count and the records. A `Lagged(n)` of
+//!   Each [frame](frame) carries the exporter's *epoch* (its incarnation), its number
+//!   in the epoch, the sequence number of its first record, the count, whether the
+//!   source has a producer, and the records. A `Lagged(n)` of
 //!   its receiver becomes a jump of `n` in the sequence. It answers `PREFIX/meta`
 //!   ([`Meta`]: layout, capacity, family, mode, overflow) and holds a liveliness token
 //!   under `PREFIX/exporter`.
@@ -35,7 +36,7 @@
 //!   gap nor allowed to end the import; a meta asking for a mirror beyond
 //!   [`ImportConfig::max_mirror_bytes`] or records no frame carries is refused
 //!   ([`BridgeError::BadMeta`]); zenoh refuses messages longer than a frame
-//!   ([`MAX_MESSAGE_LEN`]). The importer's module docs give the rules.
+//!   ([`MAX_MESSAGE_LEN`]). The rules are in `src/mirror.rs` ("Untrusted frames").
 //!
 //! # Restarts
 //! A new exporter on the same key starts a new epoch. For a broadcast source the frames
