@@ -8,6 +8,13 @@
 //! exporter repeats the state in an empty frame once a second (`HEARTBEAT`), so an
 //! importer that started meanwhile, or missed a frame while the link was down, learns
 //! it.
+//!
+//! An exporter started after the source's producer left has a receiver that joined
+//! without a producer: like any receiver that joined then, it waits rather than get
+//! `Disconnected`. The far readers, though, were there before (on the mirror), so the
+//! exporter tells them from the segment's table ([`Observer`]): a producer attached
+//! once and none is alive. It asks the table again on each idle poll until a
+//! producer attaches (or records come).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shmchan::raw::{RawError, RawReceiver};
-use shmchan::stats::{Family, SegmentInfo};
+use shmchan::stats::{Family, Observer, SegmentInfo};
 use shmchan::{Mode, Overflow, RecvTimeoutError};
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
@@ -120,6 +127,13 @@ fn is_lossless(info: &SegmentInfo) -> Option<&'static str> {
     }
 }
 
+/// Whether the source had a producer once and has no live one now.
+fn producer_left(observer: &Observer) -> bool {
+    observer
+        .stats()
+        .is_ok_and(|s| s.sender_attaches > 0 && !s.producers.iter().any(|p| p.alive))
+}
+
 fn open_receiver(source: &SegmentRef, info: &SegmentInfo) -> Result<RawReceiver, BridgeError> {
     let builder = source
         .builder(info.family, info.layout())
@@ -157,6 +171,10 @@ impl Exporter {
             });
         }
         let rx = open_receiver(&config.source, &info)?;
+        // After the receiver joined: a producer that attaches later is seen by both.
+        let left_before = Observer::open_path(config.source.file())
+            .ok()
+            .filter(producer_left);
         let session = config.network.open()?;
         let epoch = new_epoch();
         let meta = Meta::of(&info, epoch);
@@ -225,7 +243,8 @@ impl Exporter {
                 .max_batch
                 .unwrap_or((64 * 1024 / info.record_size.max(1)).max(1))
                 .clamp(1, (MAX_RECORDS_LEN / info.record_size.max(1)).max(1)),
-            no_producer: false,
+            no_producer: left_before.is_some(),
+            left_before,
             last_publish: std::time::Instant::now(),
             pace: config.pace,
             name: config.source.name.clone(),
@@ -328,6 +347,9 @@ struct Worker {
     pace: Duration,
     /// The source had no producer at the last frame.
     no_producer: bool,
+    /// The source's producer had left when the exporter started, and none came since
+    /// (see the module docs).
+    left_before: Option<Observer>,
     last_publish: std::time::Instant,
     name: String,
     stop: Arc<AtomicBool>,
@@ -349,10 +371,20 @@ impl Worker {
             let received = self
                 .rx
                 .recv_many_into_timeout(&mut buf, Duration::from_millis(50));
-            let disconnected = matches!(
-                received,
-                Err(RawError::Channel(RecvTimeoutError::Disconnected))
-            );
+            let disconnected = match &received {
+                Err(RawError::Channel(RecvTimeoutError::Disconnected)) => true,
+                Err(RawError::Channel(RecvTimeoutError::Timeout)) if self.left_before.is_some() => {
+                    let still = self.left_before.as_ref().is_some_and(producer_left);
+                    if !still {
+                        self.left_before = None;
+                    }
+                    still
+                }
+                _ => {
+                    self.left_before = None;
+                    false
+                }
+            };
             if self.no_producer != disconnected {
                 // The producer left (everything it published was read), or one came.
                 self.no_producer = disconnected;

@@ -986,3 +986,79 @@ fn a_hostile_meta_is_refused_at_start() {
         let _ = fake.close().wait();
     });
 }
+
+/// The source's producer left before the exporter started: the exporter's receiver
+/// joined without a producer and will not say `Disconnected`, yet far readers that
+/// were there get it, and then the records of a new producer.
+#[test]
+fn an_exporter_started_after_the_producer_left_tells_far_readers() {
+    bounded(Duration::from_secs(120), || {
+        let p = Pair::new();
+        let mut tx = source(&p.a, "late", 1 << 10, Overflow::Overwrite);
+        // A local reader of the source, there all along: it gets `Disconnected`.
+        let mut local = Route::<u64>::builder("late")
+            .path(p.a.path("late"))
+            .capacity(1 << 10)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("local receiver");
+        for v in 0..10 {
+            tx.send(v).expect("send");
+        }
+        drop(tx);
+        for v in 0..10 {
+            assert_eq!(local.recv_timeout(Duration::from_secs(5)), Ok(v));
+        }
+        assert_eq!(
+            local.recv_timeout(Duration::from_secs(5)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        // The far reader is there first (it creates the mirror), as one that read the
+        // mirror since before the producer left would be.
+        let mut far = Route::<u64>::builder("late")
+            .path(p.b.path("late"))
+            .capacity(1 << 10)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("far receiver");
+        let exporter = p.export("late", false);
+        let mut c = p.import_config("late");
+        c.linger = Duration::from_secs(60);
+        let importer = Importer::start(c).expect("importer");
+        let start = Instant::now();
+        loop {
+            match far.recv_timeout(Duration::from_millis(100)) {
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                other => panic!("far reader: {other:?}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader was not told that the source has no producer ({:?}, {:?})",
+                importer.stats(),
+                exporter.stats()
+            );
+        }
+        let mut tx = source(&p.a, "late", 1 << 10, Overflow::Overwrite);
+        let start = Instant::now();
+        let mut next = 10;
+        let got = loop {
+            tx.send(next).expect("send");
+            next += 1;
+            match far.recv_timeout(Duration::from_millis(20)) {
+                Ok(v) => break v,
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("far reader: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader did not see the new producer"
+            );
+        };
+        assert!(got >= 10, "{got}");
+        drop(tx);
+        exporter.stop().expect("exporter");
+        importer.stop().expect("importer");
+    });
+}
