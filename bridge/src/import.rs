@@ -44,7 +44,7 @@ pub struct ImportConfig {
     pub queue: usize,
     /// The fastest the source can publish, in records a second: a jump in the sequence
     /// that this rate cannot explain since the first frame (plus a minute) is a corrupt
-    /// frame, not a gap. Default [`DEFAULT_MAX_RATE`].
+    /// frame, not a gap. Default [`DEFAULT_MAX_RATE`]; at least 1 is used.
     pub max_rate: u64,
     /// The largest mirror the importer creates, in bytes of records (capacity times
     /// record size), whatever the exporter's meta asks for. Default 4 GiB.
@@ -206,7 +206,7 @@ impl Importer {
             keys.prefix.clone(),
             config.mirror.name.clone(),
             &meta,
-            config.max_rate,
+            config.max_rate.max(1),
             stop.clone(),
             counters.clone(),
         )?;

@@ -54,7 +54,8 @@ enum Command {
         max_receivers: Option<usize>,
         /// The fastest the source can publish (records a second): a sequence jump this
         /// rate cannot explain is a corrupt frame, skipped, not a gap.
-        #[arg(long, default_value_t = shmchan_bridge::DEFAULT_MAX_RATE)]
+        #[arg(long, default_value_t = shmchan_bridge::DEFAULT_MAX_RATE,
+              value_parser = clap::value_parser!(u64).range(1..))]
         max_rate: u64,
         /// Refuse to create a mirror of more bytes of records than this (capacity times
         /// record size), whatever the exporter's meta asks for.
