@@ -7,6 +7,11 @@ use shmchan::{Mode, Overflow};
 
 use crate::frame::MAX_RECORDS_LEN;
 
+/// The meta's format: 2 since frames are numbered and carry the producer's state
+/// (frame magic `SCB2`), so an importer and an exporter of different versions refuse
+/// each other at start rather than skip every frame.
+const FORMAT: u64 = 2;
+
 /// The source segment as the exporter describes it: enough for an importer to create
 /// a mirror with the same records and policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +100,7 @@ impl Meta {
     /// As JSON.
     pub fn to_json(&self) -> String {
         json!({
-            "format": 1,
+            "format": FORMAT,
             "family": self.family.to_string(),
             "mode": format!("{:?}", self.mode),
             "overflow": format!("{:?}", self.overflow),
@@ -131,7 +136,7 @@ impl Meta {
         let usize_field = |k: &str| {
             usize::try_from(u64_field(k)?).map_err(|_| format!("field `{k}` out of range"))
         };
-        if u64_field("format")? != 1 {
+        if u64_field("format")? != FORMAT {
             return Err("unknown meta format (another version of shmchan-bridge?)".into());
         }
         Ok(Meta {
@@ -205,6 +210,11 @@ mod tests {
         assert_eq!(Meta::from_json(m.to_json().as_bytes()).unwrap(), m);
         assert!(Meta::from_json(b"{").is_err());
         assert!(Meta::from_json(br#"{"format": 1}"#).is_err());
+        let older = m.to_json().replace("\"format\":2", "\"format\":1");
+        assert!(older.contains("\"format\":1"), "{older}");
+        assert!(Meta::from_json(older.as_bytes())
+            .unwrap_err()
+            .contains("another version"));
     }
 
     #[test]
