@@ -35,6 +35,18 @@ pub enum BridgeError {
         /// Why it is lossless (`Overflow::Block` or `Mode::Unicast`).
         policy: &'static str,
     },
+    /// The source's records are larger than a frame carries.
+    #[error(
+        "source segment {name:?} has records of {size} bytes, more than a frame carries ({max})"
+    )]
+    RecordTooLarge {
+        /// The segment name.
+        name: String,
+        /// Its record size.
+        size: usize,
+        /// The most record bytes in a frame.
+        max: usize,
+    },
     /// Another exporter already serves this key.
     #[error("key {key:?} is already exported by another live exporter ({token})")]
     KeyTaken {
@@ -81,7 +93,9 @@ pub enum BridgeError {
         /// The process holding the sender role.
         pid: u32,
     },
-    /// A frame did not decode, or does not fit the stream.
+    /// A frame did not decode, or does not fit the stream. The importer counts and
+    /// skips such frames ([`ImportStats::corrupt`](crate::ImportStats::corrupt)) rather
+    /// than end with this error.
     #[error("bad frame on {key}/data: {reason}")]
     BadFrame {
         /// The key prefix.

@@ -1,4 +1,20 @@
 //! The exporting end: a receiver on the local source, frames on `PREFIX/data`.
+//!
+//! Frames are numbered in their epoch and say whether the source has a producer: when
+//! the exporter's receiver has read everything and gets `Disconnected` (the producer
+//! left), a frame with [`FLAG_NO_PRODUCER`] tells the importers, whose far readers then
+//! get `Disconnected` too; when the receiver stops getting `Disconnected` (a producer
+//! attached), the next frame, without the flag, tells them it is back. Idle, the
+//! exporter repeats the state in an empty frame once a second (`HEARTBEAT`), so an
+//! importer that started meanwhile, or missed a frame while the link was down, learns
+//! it.
+//!
+//! An exporter started after the source's producer left has a receiver that joined
+//! without a producer: like any receiver that joined then, it waits rather than get
+//! `Disconnected`. The far readers, though, were there before (on the mirror), so the
+//! exporter tells them from the segment's table ([`Observer`]): a producer attached
+//! once and none is alive. It asks the table again on each idle poll until a
+//! producer attaches (or records come).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -6,12 +22,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shmchan::raw::{RawError, RawReceiver};
-use shmchan::stats::{Family, SegmentInfo};
+use shmchan::stats::{Family, Observer, SegmentInfo};
 use shmchan::{Mode, Overflow, RecvTimeoutError};
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
-use crate::frame::{Header, FLAG_SOURCE_SEQ};
+use crate::frame::{Header, FLAG_NO_PRODUCER, FLAG_SOURCE_SEQ, MAX_RECORDS_LEN};
 use crate::meta::Meta;
 use crate::{BridgeError, Keys, Network, SegmentRef};
 
@@ -28,7 +44,7 @@ pub struct ExportConfig {
     /// stalled link then stops its producer.
     pub lossless: bool,
     /// At most this many records per frame (default: as many as fit in 64 KiB, at
-    /// least one).
+    /// least one; never more than fit in 16 MiB, the most a frame carries).
     pub max_batch: Option<usize>,
     /// A pause after each frame: caps the exporter's rate (a slow link, in tests).
     pub pace: Duration,
@@ -84,6 +100,10 @@ pub struct Exporter {
     session: zenoh::Session,
 }
 
+/// An idle exporter publishes an empty frame this often: it repeats whether the source
+/// has a producer.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// A fresh random epoch.
 fn new_epoch() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -105,6 +125,13 @@ fn is_lossless(info: &SegmentInfo) -> Option<&'static str> {
         (Mode::Broadcast, Overflow::Block) => Some("Overflow::Block"),
         _ => None,
     }
+}
+
+/// Whether the source had a producer once and has no live one now.
+fn producer_left(observer: &Observer) -> bool {
+    observer
+        .stats()
+        .is_ok_and(|s| s.sender_attaches > 0 && !s.producers.iter().any(|p| p.alive))
 }
 
 fn open_receiver(source: &SegmentRef, info: &SegmentInfo) -> Result<RawReceiver, BridgeError> {
@@ -136,7 +163,18 @@ impl Exporter {
                 });
             }
         }
+        if info.record_size > MAX_RECORDS_LEN {
+            return Err(BridgeError::RecordTooLarge {
+                name: config.source.name.clone(),
+                size: info.record_size,
+                max: MAX_RECORDS_LEN,
+            });
+        }
         let rx = open_receiver(&config.source, &info)?;
+        // After the receiver joined: a producer that attaches later is seen by both.
+        let left_before = Observer::open_path(config.source.file())
+            .ok()
+            .filter(producer_left);
         let session = config.network.open()?;
         let epoch = new_epoch();
         let meta = Meta::of(&info, epoch);
@@ -191,6 +229,7 @@ impl Exporter {
                 record_size: u32::try_from(info.record_size).unwrap_or(u32::MAX),
                 epoch,
                 source_id: meta.source_id,
+                frame: 0,
                 first: 0,
                 count: 0,
                 flags: if info.mode == Mode::Broadcast {
@@ -203,7 +242,10 @@ impl Exporter {
             max_batch: config
                 .max_batch
                 .unwrap_or((64 * 1024 / info.record_size.max(1)).max(1))
-                .clamp(1, u32::MAX as usize),
+                .clamp(1, (MAX_RECORDS_LEN / info.record_size.max(1)).max(1)),
+            no_producer: left_before.is_some(),
+            left_before,
+            last_publish: std::time::Instant::now(),
             pace: config.pace,
             name: config.source.name.clone(),
             stop: stop.clone(),
@@ -303,6 +345,12 @@ struct Worker {
     record_size: usize,
     max_batch: usize,
     pace: Duration,
+    /// The source had no producer at the last frame.
+    no_producer: bool,
+    /// The source's producer had left when the exporter started, and none came since
+    /// (see the module docs).
+    left_before: Option<Observer>,
+    last_publish: std::time::Instant,
     name: String,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
@@ -320,10 +368,29 @@ impl Worker {
         // Announce where this epoch starts (a restart's gap shows at once).
         self.publish(seq, &[])?;
         while !self.stop.load(Ordering::Relaxed) {
-            match self
+            let received = self
                 .rx
-                .recv_many_into_timeout(&mut buf, Duration::from_millis(50))
-            {
+                .recv_many_into_timeout(&mut buf, Duration::from_millis(50));
+            let disconnected = match &received {
+                Err(RawError::Channel(RecvTimeoutError::Disconnected)) => true,
+                Err(RawError::Channel(RecvTimeoutError::Timeout)) if self.left_before.is_some() => {
+                    let still = self.left_before.as_ref().is_some_and(producer_left);
+                    if !still {
+                        self.left_before = None;
+                    }
+                    still
+                }
+                _ => {
+                    self.left_before = None;
+                    false
+                }
+            };
+            if self.no_producer != disconnected {
+                // The producer left (everything it published was read), or one came.
+                self.no_producer = disconnected;
+                self.publish(seq, &[])?;
+            }
+            match received {
                 Ok(n) => {
                     let records = &buf[..n * self.record_size];
                     self.publish(seq, records)?;
@@ -339,9 +406,16 @@ impl Worker {
                     self.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     self.publish(seq, &[])?;
                 }
-                Err(RawError::Channel(RecvTimeoutError::Timeout)) => {}
-                // The source's producer left; a new one may attach.
+                Err(RawError::Channel(RecvTimeoutError::Timeout)) => {
+                    if self.last_publish.elapsed() >= HEARTBEAT {
+                        self.publish(seq, &[])?;
+                    }
+                }
+                // The source's producer left (told above); a new one may attach.
                 Err(RawError::Channel(RecvTimeoutError::Disconnected)) => {
+                    if self.last_publish.elapsed() >= HEARTBEAT {
+                        self.publish(seq, &[])?;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(RawError::Channel(RecvTimeoutError::Evicted)) => {
@@ -362,12 +436,20 @@ impl Worker {
         let header = Header {
             first,
             count: (records.len() / self.record_size.max(1)) as u32,
+            flags: self.header.flags
+                | if self.no_producer {
+                    FLAG_NO_PRODUCER
+                } else {
+                    0
+                },
             ..self.header
         };
         self.publisher
             .put(header.encode(records))
             .wait()
             .map_err(|e| BridgeError::zenoh("publishing a frame", e))?;
+        self.header.frame += 1;
+        self.last_publish = std::time::Instant::now();
         self.counters.frames.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

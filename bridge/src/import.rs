@@ -1,20 +1,25 @@
 //! The importing end: frames from `PREFIX/data` into a local mirror, jumps as gaps.
+//!
+//! An [`Importer`] reads the exporter's meta, creates or opens the mirror, and runs a
+//! worker thread that takes frames from zenoh and the exporter's liveliness tokens,
+//! and hands each frame to the mirror's judge and writer (`mirror.rs`, which also
+//! tells how frames from the network are trusted and how the source's producer
+//! reaches the mirror's readers).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shmchan::raw::{RawError, RawSender};
 use shmchan::stats::Family;
-use shmchan::{OpenError, SendTimeoutError};
+use shmchan::OpenError;
 use zenoh::handlers::{FifoChannel, FifoChannelHandler};
 use zenoh::sample::{Sample, SampleKind};
 use zenoh::Wait;
 
-use crate::frame::{Header, FLAG_SOURCE_SEQ};
 use crate::meta::Meta;
+use crate::mirror::{Counters, Halt, Mirror};
 use crate::{BridgeError, Keys, Network, SegmentRef};
 
 /// What to import and how.
@@ -37,7 +42,18 @@ pub struct ImportConfig {
     pub max_receivers: Option<usize>,
     /// Frames buffered between zenoh and the mirror before the link is held back.
     pub queue: usize,
+    /// The fastest the source can publish, in records a second: a jump in the sequence
+    /// that this rate cannot explain since the first frame (plus a minute) is a corrupt
+    /// frame, not a gap. Default [`DEFAULT_MAX_RATE`]; at least 1 is used.
+    pub max_rate: u64,
+    /// The largest mirror the importer creates, in bytes of records (capacity times
+    /// record size), whatever the exporter's meta asks for. Default 4 GiB.
+    pub max_mirror_bytes: u64,
 }
+
+/// 2^32 records a second: some forty times the fastest `send_many` measured on one
+/// ring, so no source reaches it.
+pub const DEFAULT_MAX_RATE: u64 = 1 << 32;
 
 impl ImportConfig {
     /// Imports `key` into `mirror` with default options.
@@ -51,6 +67,8 @@ impl ImportConfig {
             capacity: None,
             max_receivers: None,
             queue: 256,
+            max_rate: DEFAULT_MAX_RATE,
+            max_mirror_bytes: 4 << 30,
         }
     }
 }
@@ -64,16 +82,6 @@ pub enum ImportEnd {
     /// dropped, so far readers drain and get `Disconnected`.
     SourceGone,
 }
-
-#[derive(Debug, Default)]
-struct Counters {
-    records: AtomicU64,
-    frames: AtomicU64,
-    gaps: AtomicU64,
-    missing: AtomicU64,
-    epochs: AtomicU64,
-}
-
 /// What an importer has done so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportStats {
@@ -85,8 +93,16 @@ pub struct ImportStats {
     pub gaps: u64,
     /// Records missing, the sum of the gaps.
     pub missing: u64,
-    /// Exporter incarnations seen.
+    /// Exporter incarnations followed.
     pub epochs: u64,
+    /// Frames skipped as repeated or late (already passed in the stream).
+    pub stale: u64,
+    /// Frames skipped as corrupt: not a frame, records of another size, a sequence that
+    /// goes back or jumps further than the source could, an exporter that never
+    /// announced itself ([`Importer::last_corrupt`] says why, for the last one).
+    pub corrupt: u64,
+    /// Times the source's producer left (the mirror's sender was dropped).
+    pub producer_left: u64,
 }
 
 /// A running importer. Stop it with [`Importer::stop`], or wait for its end with
@@ -143,37 +159,57 @@ impl Importer {
         let keys = Keys::new(&config.key)?;
         let session = config.network.open()?;
         let meta = fetch_meta(&session, &keys, config.meta_timeout)?;
-        let layout = meta.layout().map_err(|reason| BridgeError::BadMeta {
+        let bad_meta = |reason| BridgeError::BadMeta {
             key: keys.prefix.clone(),
             reason,
-        })?;
-        let capacity = config
-            .capacity
-            .unwrap_or(usize::try_from(meta.capacity).unwrap_or(usize::MAX));
-        let tx = config
-            .mirror
-            .builder(Family::Route, layout)
-            .capacity(capacity)
-            .mode(meta.mode)
-            .overflow(meta.overflow)
-            .max_receivers(config.max_receivers.unwrap_or(meta.max_receivers))
-            .sender()
-            .map_err(|e| match e {
-                OpenError::Mismatch {
-                    path,
-                    field,
-                    expected,
-                    found,
-                } => BridgeError::MirrorMismatch {
-                    mirror_path: path,
-                    key: keys.prefix.clone(),
-                    field,
-                    source_value: expected,
-                    mirror: found,
-                },
-                OpenError::SenderExists { path, pid } => BridgeError::MirrorBusy { path, pid },
-                e => config.mirror.error(e),
-            })?;
+        };
+        let layout = meta.layout().map_err(bad_meta)?;
+        let capacity = match config.capacity {
+            Some(c) => c as u64,
+            None => meta.capacity,
+        };
+        // The meta comes from the network: bound the mirror it makes us create.
+        meta.check(capacity, config.max_mirror_bytes)
+            .map_err(bad_meta)?;
+        let open = {
+            let builder = config
+                .mirror
+                .builder(Family::Route, layout)
+                .capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
+                .mode(meta.mode)
+                .overflow(meta.overflow)
+                .max_receivers(config.max_receivers.unwrap_or(meta.max_receivers));
+            let (mirror, key) = (config.mirror.clone(), keys.prefix.clone());
+            move || {
+                builder.clone().sender().map_err(|e| match e {
+                    OpenError::Mismatch {
+                        path,
+                        field,
+                        expected,
+                        found,
+                    } => BridgeError::MirrorMismatch {
+                        mirror_path: path,
+                        key: key.clone(),
+                        field,
+                        source_value: expected,
+                        mirror: found,
+                    },
+                    OpenError::SenderExists { path, pid } => BridgeError::MirrorBusy { path, pid },
+                    e => mirror.error(e),
+                })
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let mirror = Mirror::new(
+            Box::new(open),
+            keys.prefix.clone(),
+            config.mirror.name.clone(),
+            &meta,
+            config.max_rate.max(1),
+            stop.clone(),
+            counters.clone(),
+        )?;
         let data = session
             .declare_subscriber(keys.data.clone())
             .with(FifoChannel::new(config.queue.max(1)))
@@ -185,19 +221,13 @@ impl Importer {
             .history(true)
             .wait()
             .map_err(|e| BridgeError::zenoh("subscribing to the exporter's liveliness", e))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(Counters::default());
         let worker = Worker {
-            tx,
+            mirror,
             data,
             alive,
-            keys,
+            alive_root: format!("{}/", keys.alive),
             linger: config.linger,
-            record_size: meta.record_size,
-            stream: None,
-            name: config.mirror.name.clone(),
             stop: stop.clone(),
-            counters: counters.clone(),
         };
         let worker = std::thread::Builder::new()
             .name("shmchan-import".into())
@@ -219,14 +249,12 @@ impl Importer {
 
     /// What it has done so far.
     pub fn stats(&self) -> ImportStats {
-        let c = &self.counters;
-        ImportStats {
-            records: c.records.load(Ordering::Relaxed),
-            frames: c.frames.load(Ordering::Relaxed),
-            gaps: c.gaps.load(Ordering::Relaxed),
-            missing: c.missing.load(Ordering::Relaxed),
-            epochs: c.epochs.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
+    }
+
+    /// Why the last corrupt frame ([`ImportStats::corrupt`]) was skipped.
+    pub fn last_corrupt(&self) -> Option<String> {
+        self.counters.last_corrupt()
     }
 
     /// Whether the importer has ended ([`Importer::wait`] tells how).
@@ -263,43 +291,26 @@ impl Drop for Importer {
     }
 }
 
-/// Where the current exporter's stream is.
-#[derive(Debug, Clone, Copy)]
-struct Stream {
-    epoch: u64,
-    source_id: u64,
-    source_seq: bool,
-    /// The sequence number the next record should have.
-    next: u64,
-}
-
 struct Worker {
-    tx: RawSender,
+    mirror: Mirror,
     data: zenoh::pubsub::Subscriber<FifoChannelHandler<Sample>>,
     alive: zenoh::pubsub::Subscriber<FifoChannelHandler<Sample>>,
-    keys: Keys,
+    /// `PREFIX/exporter/`: a token's key is this and the exporter's epoch in hex.
+    alive_root: String,
     linger: Duration,
-    record_size: usize,
-    stream: Option<Stream>,
-    name: String,
     stop: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-}
-
-/// The mirror's sender lost its role, or the importer was asked to stop mid-write.
-enum Halt {
-    Stop,
-    Err(BridgeError),
-}
-
-impl From<BridgeError> for Halt {
-    fn from(e: BridgeError) -> Self {
-        Halt::Err(e)
-    }
 }
 
 impl Worker {
     fn run(mut self) -> Result<ImportEnd, BridgeError> {
+        match self.follow() {
+            Ok(end) => Ok(end),
+            Err(Halt::Stop) => Ok(ImportEnd::Stopped),
+            Err(Halt::Err(e)) => Err(e),
+        }
+    }
+
+    fn follow(&mut self) -> Result<ImportEnd, Halt> {
         let mut tokens: HashSet<String> = HashSet::new();
         // Until the first token arrives (history replays it at once), count as gone
         // since the start: an exporter that vanished meanwhile ends the import.
@@ -312,148 +323,38 @@ impl Worker {
                 .data
                 .recv_timeout(Duration::from_millis(50))
                 .map_err(|e| BridgeError::zenoh("receiving frames", e))?;
-            if let Some(sample) = sample {
-                match self.frame(&sample.payload().to_bytes()) {
-                    Ok(()) => {}
-                    Err(Halt::Stop) => return Ok(ImportEnd::Stopped),
-                    Err(Halt::Err(e)) => return Err(e),
-                }
-            }
+            // Tokens first: a new exporter's frame is taken once its token is known.
             while let Ok(Some(s)) = self.alive.try_recv() {
                 let key = s.key_expr().to_string();
                 match s.kind() {
-                    SampleKind::Put => tokens.insert(key),
-                    SampleKind::Delete => tokens.remove(&key),
-                };
+                    SampleKind::Put => {
+                        let epoch = key
+                            .strip_prefix(&self.alive_root)
+                            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+                        if let Some(epoch) = epoch {
+                            self.mirror.announce(epoch, Instant::now())?;
+                        }
+                        tokens.insert(key);
+                    }
+                    SampleKind::Delete => {
+                        tokens.remove(&key);
+                    }
+                }
             }
+            let now = Instant::now();
+            if let Some(sample) = sample {
+                self.mirror.frame(&sample.payload().to_bytes(), now)?;
+            }
+            self.mirror.expire(now);
             if tokens.is_empty() {
-                let since = *gone_since.get_or_insert_with(Instant::now);
+                let since = *gone_since.get_or_insert(now);
                 if since.elapsed() >= self.linger {
-                    // Dropping `self.tx` (with `self`) ends the mirror's stream.
+                    // Dropping the mirror's sender (with `self`) ends its stream.
                     return Ok(ImportEnd::SourceGone);
                 }
             } else {
                 gone_since = None;
             }
         }
-    }
-
-    fn bad(&self, reason: String) -> Halt {
-        Halt::Err(BridgeError::BadFrame {
-            key: self.keys.prefix.clone(),
-            reason,
-        })
-    }
-
-    fn frame(&mut self, bytes: &[u8]) -> Result<(), Halt> {
-        let (h, records) = Header::decode(bytes).map_err(|r| self.bad(r))?;
-        if h.record_size as usize != self.record_size {
-            return Err(self.bad(format!(
-                "records of {} bytes, the meta said {}",
-                h.record_size, self.record_size
-            )));
-        }
-        self.counters.frames.fetch_add(1, Ordering::Relaxed);
-        let source_seq = h.flags & FLAG_SOURCE_SEQ != 0;
-        let mut stream = match self.stream {
-            None => {
-                self.counters.epochs.fetch_add(1, Ordering::Relaxed);
-                Stream {
-                    epoch: h.epoch,
-                    source_id: h.source_id,
-                    source_seq,
-                    next: h.first,
-                }
-            }
-            Some(s) if s.epoch != h.epoch => {
-                // A new exporter. Only a broadcast source that is still the same
-                // segment lets us count what no exporter read: its ring's sequence
-                // went on meanwhile.
-                let reason = if s.source_id != h.source_id {
-                    Some("another source segment (recreated, or another one)".to_owned())
-                } else if !(source_seq && s.source_seq) {
-                    Some("a unicast source (its sequence restarts with each exporter)".to_owned())
-                } else if h.first < s.next {
-                    Some(format!(
-                        "a sequence that went back (from {} to {})",
-                        s.next, h.first
-                    ))
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    return Err(Halt::Err(BridgeError::SourceChanged {
-                        key: self.keys.prefix.clone(),
-                        reason,
-                    }));
-                }
-                self.counters.epochs.fetch_add(1, Ordering::Relaxed);
-                Stream {
-                    epoch: h.epoch,
-                    next: s.next,
-                    ..s
-                }
-            }
-            Some(s) => s,
-        };
-        let mut records = records;
-        if h.first > stream.next {
-            self.gap(h.first - stream.next)?;
-            stream.next = h.first;
-        } else if h.first < stream.next {
-            // Already written (cannot happen on a reliable link; never write twice).
-            let dup = (stream.next - h.first).min(u64::from(h.count)) as usize;
-            records = &records[dup * self.record_size..];
-        }
-        self.write(records)?;
-        stream.next = h.first + u64::from(h.count);
-        self.stream = Some(stream);
-        Ok(())
-    }
-
-    fn gap(&mut self, missing: u64) -> Result<(), Halt> {
-        loop {
-            match self
-                .tx
-                .publish_gap_timeout(missing, Duration::from_millis(100))
-            {
-                Ok(()) => break,
-                Err(SendTimeoutError::Timeout(())) if !self.stop.load(Ordering::Relaxed) => {}
-                Err(SendTimeoutError::Timeout(())) => return Err(Halt::Stop),
-                Err(_) => return Err(self.lost()),
-            }
-        }
-        self.counters.gaps.fetch_add(1, Ordering::Relaxed);
-        self.counters.missing.fetch_add(missing, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn write(&mut self, mut records: &[u8]) -> Result<(), Halt> {
-        while !records.is_empty() {
-            let sent = match self
-                .tx
-                .send_many_bytes_timeout(records, Duration::from_millis(100))
-            {
-                Ok(n) => n,
-                Err(RawError::Channel(SendTimeoutError::Timeout(n))) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        return Err(Halt::Stop);
-                    }
-                    n
-                }
-                Err(_) => return Err(self.lost()),
-            };
-            self.counters
-                .records
-                .fetch_add(sent as u64, Ordering::Relaxed);
-            records = &records[sent * self.record_size..];
-        }
-        Ok(())
-    }
-
-    fn lost(&self) -> Halt {
-        Halt::Err(BridgeError::MirrorLost {
-            name: self.name.clone(),
-        })
     }
 }

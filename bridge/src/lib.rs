@@ -11,8 +11,9 @@
 //! * The [`Exporter`] opens the local source as a receiver of any record layout
 //!   (through `shmchan::raw`), and publishes batches of records on `PREFIX/data`
 //!   (`Reliable`, `CongestionControl::Block`: a full link waits, it never drops).
-//!   Each [frame](frame) carries the exporter's *epoch* (its incarnation), the
-//!   sequence number of its first record, the count and the records. A `Lagged(n)` of
+//!   Each [frame](frame) carries the exporter's *epoch* (its incarnation), its number
+//!   in the epoch, the sequence number of its first record, the count, whether the
+//!   source has a producer, and the records. A `Lagged(n)` of
 //!   its receiver becomes a jump of `n` in the sequence. It answers `PREFIX/meta`
 //!   ([`Meta`]: layout, capacity, family, mode, overflow) and holds a liveliness token
 //!   under `PREFIX/exporter`.
@@ -23,6 +24,19 @@
 //!   `RawSender::publish_gap(n)`, so every far reader gets `Lagged(n)` at that point.
 //!   When the exporter's liveliness has been gone for the *linger* time, the importer
 //!   drops the mirror's sender: far readers drain and get `Disconnected`.
+//! * Far readers see what the source's readers see of its producer: when it leaves,
+//!   the exporter's receiver drains and gets `Disconnected`, the frames say so, and the
+//!   importer drops the mirror's sender, so far readers drain and get `Disconnected`;
+//!   when a producer attaches again, the importer opens the mirror's sender again and
+//!   far readers receive its records.
+//! * Frames and meta come from the network and are not trusted: a frame that does not
+//!   decode or does not fit the stream (repeated, late, a sequence that goes back or
+//!   jumps further than the source could publish) is counted
+//!   ([`ImportStats::stale`], [`ImportStats::corrupt`]) and skipped, never taken as a
+//!   gap nor allowed to end the import; a meta asking for a mirror beyond
+//!   [`ImportConfig::max_mirror_bytes`] or records no frame carries is refused
+//!   ([`BridgeError::BadMeta`]); zenoh refuses messages longer than a frame
+//!   ([`MAX_MESSAGE_LEN`]). The rules are in `src/mirror.rs` ("Untrusted frames").
 //!
 //! # Restarts
 //! A new exporter on the same key starts a new epoch. For a broadcast source the frames
@@ -59,12 +73,13 @@ mod export;
 pub mod frame;
 mod import;
 mod meta;
+mod mirror;
 mod net;
 mod segment;
 
 pub use error::BridgeError;
 pub use export::{ExportConfig, ExportStats, Exporter};
-pub use import::{ImportConfig, ImportEnd, ImportStats, Importer};
+pub use import::{ImportConfig, ImportEnd, ImportStats, Importer, DEFAULT_MAX_RATE};
 pub use meta::Meta;
-pub use net::{Keys, Network};
+pub use net::{Keys, Network, MAX_MESSAGE_LEN};
 pub use segment::SegmentRef;

@@ -52,6 +52,15 @@ enum Command {
         /// The mirror's receiver table size (default: the source's).
         #[arg(long)]
         max_receivers: Option<usize>,
+        /// The fastest the source can publish (records a second): a sequence jump this
+        /// rate cannot explain is a corrupt frame, skipped, not a gap.
+        #[arg(long, default_value_t = shmchan_bridge::DEFAULT_MAX_RATE,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_rate: u64,
+        /// Refuse to create a mirror of more bytes of records than this (capacity times
+        /// record size), whatever the exporter's meta asks for.
+        #[arg(long, default_value_t = 4 << 30)]
+        max_mirror_bytes: u64,
     },
 }
 
@@ -160,12 +169,16 @@ fn run(cli: Cli) -> Result<(), BridgeError> {
             meta_timeout,
             capacity,
             max_receivers,
+            max_rate,
+            max_mirror_bytes,
         } => {
             let mut config = ImportConfig::new(common.segment(), &common.key, common.network());
             config.linger = linger;
             config.meta_timeout = meta_timeout;
             config.capacity = capacity;
             config.max_receivers = max_receivers;
+            config.max_rate = max_rate;
+            config.max_mirror_bytes = max_mirror_bytes;
             let stop = interrupted();
             let importer = Importer::start(config)?;
             let m = importer.meta();
@@ -173,8 +186,22 @@ fn run(cli: Cli) -> Result<(), BridgeError> {
                 "importing {}/data into {:?}: {} records of {} bytes ({}), {} slots, {:?}, {:?}; Ctrl-C to stop",
                 common.key, common.name, m.type_name, m.record_size, m.family, m.capacity, m.mode, m.overflow
             );
+            let mut told = (0, 0);
             while !stop.load(Ordering::Relaxed) && !importer.is_finished() {
                 std::thread::sleep(Duration::from_millis(100));
+                // Frames skipped: said as they happen (at most ten times a second).
+                let s = importer.stats();
+                if s.corrupt > told.0 {
+                    eprintln!(
+                        "warning: {} corrupt frames skipped so far; the last: {}",
+                        s.corrupt,
+                        importer.last_corrupt().unwrap_or_default()
+                    );
+                }
+                if s.producer_left > told.1 {
+                    eprintln!("the source's producer left: the mirror's readers get Disconnected until one attaches");
+                }
+                told = (s.corrupt, s.producer_left);
             }
             let s = importer.stats();
             let end = if importer.is_finished() {
@@ -183,8 +210,9 @@ fn run(cli: Cli) -> Result<(), BridgeError> {
                 importer.stop()?
             };
             eprintln!(
-                "imported {} records, {} gaps ({} records missing), {} exporter epochs",
-                s.records, s.gaps, s.missing, s.epochs
+                "imported {} records, {} gaps ({} records missing), {} exporter epochs, \
+                 {} frames skipped as repeated or late, {} as corrupt",
+                s.records, s.gaps, s.missing, s.epochs, s.stale, s.corrupt
             );
             if end == ImportEnd::SourceGone {
                 eprintln!("the exporter was gone for {linger:?}: the mirror's stream ended");

@@ -5,6 +5,13 @@ use shmchan::raw::RecordLayout;
 use shmchan::stats::{Family, SegmentInfo};
 use shmchan::{Mode, Overflow};
 
+use crate::frame::MAX_RECORDS_LEN;
+
+/// The meta's format: 2 since frames are numbered and carry the producer's state
+/// (frame magic `SCB2`), so an importer and an exporter of different versions refuse
+/// each other at start rather than skip every frame.
+const FORMAT: u64 = 2;
+
 /// The source segment as the exporter describes it: enough for an importer to create
 /// a mirror with the same records and policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +62,45 @@ impl Meta {
             .map_err(|e| e.to_string())
     }
 
+    /// Checks this description (it comes from the network) and the mirror of
+    /// `capacity` slots made from it: a ring capacity and receiver table the core
+    /// accepts, records a frame can carry, and at most `max_mirror_bytes` of records.
+    /// (A `capacity` the importer was given is checked by the core when it opens the
+    /// mirror.)
+    pub(crate) fn check(&self, capacity: u64, max_mirror_bytes: u64) -> Result<(), String> {
+        let c = self.capacity;
+        if !(2..=shmchan::MAX_CAPACITY as u64).contains(&c) || !c.is_power_of_two() {
+            return Err(format!("capacity {c} is not a power of two from 2 to 2^32"));
+        }
+        if !(1..=shmchan::MAX_RECEIVERS).contains(&self.max_receivers) {
+            return Err(format!(
+                "max_receivers {} is not from 1 to {}",
+                self.max_receivers,
+                shmchan::MAX_RECEIVERS
+            ));
+        }
+        if !(1..=MAX_RECORDS_LEN).contains(&self.record_size) {
+            return Err(format!(
+                "record size {} is not from 1 to {MAX_RECORDS_LEN} bytes (what a frame carries)",
+                self.record_size
+            ));
+        }
+        let bytes = u128::from(capacity) * self.record_size as u128;
+        if bytes > u128::from(max_mirror_bytes) {
+            return Err(format!(
+                "a mirror of {capacity} records of {} bytes ({bytes} bytes) is larger than the \
+                 limit of {max_mirror_bytes} bytes: import with a smaller --capacity, or raise \
+                 --max-mirror-bytes",
+                self.record_size
+            ));
+        }
+        Ok(())
+    }
+
     /// As JSON.
     pub fn to_json(&self) -> String {
         json!({
-            "format": 1,
+            "format": FORMAT,
             "family": self.family.to_string(),
             "mode": format!("{:?}", self.mode),
             "overflow": format!("{:?}", self.overflow),
@@ -94,7 +136,7 @@ impl Meta {
         let usize_field = |k: &str| {
             usize::try_from(u64_field(k)?).map_err(|_| format!("field `{k}` out of range"))
         };
-        if u64_field("format")? != 1 {
+        if u64_field("format")? != FORMAT {
             return Err("unknown meta format (another version of shmchan-bridge?)".into());
         }
         Ok(Meta {
@@ -168,5 +210,109 @@ mod tests {
         assert_eq!(Meta::from_json(m.to_json().as_bytes()).unwrap(), m);
         assert!(Meta::from_json(b"{").is_err());
         assert!(Meta::from_json(br#"{"format": 1}"#).is_err());
+        let older = m.to_json().replace("\"format\":2", "\"format\":1");
+        assert!(older.contains("\"format\":1"), "{older}");
+        assert!(Meta::from_json(older.as_bytes())
+            .unwrap_err()
+            .contains("another version"));
+    }
+
+    #[test]
+    fn a_hostile_meta_is_refused() {
+        let good = Meta {
+            family: Family::Route,
+            mode: Mode::Broadcast,
+            overflow: Overflow::Overwrite,
+            capacity: 1024,
+            max_receivers: 64,
+            record_size: 64,
+            record_align: 8,
+            type_name: "Quote".into(),
+            epoch: 1,
+            source_id: 2,
+        };
+        let limit = 4 << 30;
+        assert_eq!(good.check(1024, limit), Ok(()));
+        let refused = |m: Meta, capacity: u64| {
+            let e = m.check(capacity, limit).expect_err("a hostile meta");
+            assert!(!e.is_empty());
+            e
+        };
+        // 2^32 slots of 64 bytes: 256 GiB of records.
+        let e = refused(
+            Meta {
+                capacity: 1 << 32,
+                ..good.clone()
+            },
+            1 << 32,
+        );
+        assert!(e.contains("--capacity"), "{e}");
+        // A mirror made smaller than the source's ring is fine.
+        assert_eq!(
+            Meta {
+                capacity: 1 << 32,
+                ..good.clone()
+            }
+            .check(1024, limit),
+            Ok(())
+        );
+        refused(
+            Meta {
+                capacity: 1 << 40,
+                ..good.clone()
+            },
+            1024,
+        );
+        refused(
+            Meta {
+                capacity: 1000,
+                ..good.clone()
+            },
+            1024,
+        );
+        refused(
+            Meta {
+                capacity: 0,
+                ..good.clone()
+            },
+            1024,
+        );
+        refused(good.clone(), 1 << 27);
+        refused(
+            Meta {
+                max_receivers: 0,
+                ..good.clone()
+            },
+            1024,
+        );
+        refused(
+            Meta {
+                max_receivers: usize::MAX,
+                ..good.clone()
+            },
+            1024,
+        );
+        refused(
+            Meta {
+                record_size: 0,
+                ..good.clone()
+            },
+            1024,
+        );
+        // A record no frame can carry.
+        refused(
+            Meta {
+                record_size: MAX_RECORDS_LEN + 1,
+                ..good.clone()
+            },
+            2,
+        );
+        refused(
+            Meta {
+                record_size: usize::MAX,
+                ..good
+            },
+            2,
+        );
     }
 }

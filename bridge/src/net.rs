@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use zenoh::Wait;
 
+use crate::frame::MAX_FRAME_LEN;
 use crate::BridgeError;
+
+/// The longest zenoh message a bridge's session accepts: a frame, and room for the
+/// key and zenoh's own headers.
+pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN + 64 * 1024;
 
 /// How a bridge joins the zenoh network. Endpoints are explicit (`tcp/HOST:PORT`):
 /// multicast scouting is off unless [`Network::scouting`] is set, so a bridge talks
@@ -40,7 +45,7 @@ impl Default for Network {
 
 impl Network {
     /// The zenoh configuration: peer mode, these endpoints, scouting as asked, lost
-    /// links retried every 0.2 to 1 s.
+    /// links retried every 0.2 to 1 s, messages of at most [`MAX_MESSAGE_LEN`] bytes.
     pub fn config(&self) -> Result<zenoh::Config, BridgeError> {
         let mut config = match &self.config_file {
             Some(path) => zenoh::Config::from_file(path).map_err(|e| {
@@ -74,6 +79,17 @@ impl Network {
             "scouting/multicast/enabled",
             self.scouting.to_string(),
         )?;
+        // No message on a bridge's session is longer than a frame (and zenoh's own
+        // headers): refuse longer ones before reassembling them (zenoh's default is
+        // 1 GiB). A configuration file may set less.
+        let key = "transport/link/rx/max_message_size";
+        let ours = MAX_MESSAGE_LEN;
+        let configured = config
+            .get_json(key)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let limit = configured.map_or(ours, |c| c.min(ours));
+        set(&mut config, key, limit.to_string())?;
         Ok(config)
     }
 
@@ -139,6 +155,15 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_bounded_by_a_frame() {
+        let config = Network::default().config().expect("config");
+        let limit = config
+            .get_json("transport/link/rx/max_message_size")
+            .expect("the limit");
+        assert_eq!(limit.trim().parse::<usize>().ok(), Some(MAX_MESSAGE_LEN));
+    }
 
     #[test]
     fn keys() {

@@ -805,3 +805,260 @@ fn bad_inputs_give_clear_errors() {
         exporter.stop().expect("exporter");
     });
 }
+
+/// The source's producer leaves: far readers drain and get `Disconnected`, as local
+/// ones do; a new producer attaches: far readers receive again.
+#[test]
+fn far_readers_see_the_source_producer_leave_and_a_new_one_attach() {
+    bounded(Duration::from_secs(120), || {
+        let p = Pair::new();
+        let mut tx = source(&p.a, "prod", 1 << 10, Overflow::Overwrite);
+        let exporter = p.export("prod", false);
+        let mut c = p.import_config("prod");
+        c.linger = Duration::from_secs(60);
+        let importer = Importer::start(c).expect("importer");
+        let mut far = Route::<u64>::builder("prod")
+            .path(p.b.path("prod"))
+            .capacity(1 << 10)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("far receiver");
+        // Until a record crosses.
+        let mut next = 0u64;
+        let start = Instant::now();
+        let mut got = loop {
+            tx.send(next).expect("send");
+            next += 1;
+            if let Ok(v) = far.recv_timeout(Duration::from_millis(20)) {
+                break v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no record crossed the bridge"
+            );
+        };
+        for _ in 0..100 {
+            tx.send(next).expect("send");
+            next += 1;
+        }
+        drop(tx); // the producer leaves
+        let start = Instant::now();
+        loop {
+            match far.recv_timeout(Duration::from_millis(100)) {
+                Ok(v) => {
+                    assert_eq!(v, got + 1, "in order, without gap");
+                    got = v;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("far reader: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader did not see the producer leave (got up to {got})"
+            );
+        }
+        assert_eq!(got, next - 1, "every record before Disconnected");
+        // A new producer attaches to the source: the far reader goes on.
+        let mut tx = source(&p.a, "prod", 1 << 10, Overflow::Overwrite);
+        let start = Instant::now();
+        let back = loop {
+            tx.send(next).expect("send");
+            next += 1;
+            match far.recv_timeout(Duration::from_millis(20)) {
+                Ok(v) => break v,
+                // Returns at once until the mirror has a sender again: pace the sends,
+                // so that the exporter keeps up with the source (no gap).
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!(
+                    "far reader: {e} (got {got}, sent up to {next}; {:?}, {:?})",
+                    importer.stats(),
+                    exporter.stats()
+                ),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader did not see the new producer"
+            );
+        };
+        assert!(back > got, "{back} after {got}");
+        assert!(!importer.is_finished());
+        drop(tx);
+        exporter.stop().expect("exporter");
+        importer.stop().expect("importer");
+    });
+}
+
+/// Any publisher can put on the key: what is not a frame of the stream is skipped,
+/// and the import goes on.
+#[test]
+fn a_stray_publisher_on_the_key_does_not_end_the_import() {
+    bounded(Duration::from_secs(120), || {
+        use zenoh::Wait;
+        let p = Pair::new();
+        let stray_port = free_port();
+        let stray = zenoh::open(listen(stray_port).config().expect("config"))
+            .wait()
+            .expect("stray session");
+        let mut tx = source(&p.a, "stray", 1 << 10, Overflow::Overwrite);
+        let exporter = p.export("stray", false);
+        let mut c = p.import_config("stray");
+        c.network
+            .connect
+            .push(format!("tcp/127.0.0.1:{stray_port}"));
+        let importer = Importer::start(c).expect("importer");
+        let last = Arc::new(AtomicU64::new(u64::MAX));
+        let seen = Progress::new();
+        let far = far_reader(
+            p.b.path("stray"),
+            "stray",
+            last.clone(),
+            seen.clone(),
+            1 << 10,
+            Overflow::Overwrite,
+        );
+        let mut next = 0;
+        warm_up(&mut tx, &mut next, &seen);
+        for junk in [&b"garbage"[..], &[0u8; 100][..], b"SCB1\x08\0\0\0"] {
+            stray
+                .put("test/bridge/data", junk.to_vec())
+                .wait()
+                .expect("stray put");
+        }
+        // Longer than any frame: the importer's session refuses it (not even counted).
+        stray
+            .put(
+                "test/bridge/data",
+                vec![0u8; shmchan_bridge::MAX_MESSAGE_LEN + 1],
+            )
+            .congestion_control(zenoh::qos::CongestionControl::Block)
+            .wait()
+            .expect("stray put");
+        stream_for(&mut tx, &mut next, Duration::from_millis(300));
+        last.store(next - 1, Ordering::Relaxed);
+        let log = far.join().expect("far reader");
+        assert!(!log.disconnected, "{log:?}");
+        assert!(log.lagged.is_empty(), "{log:?}");
+        assert!(!importer.is_finished(), "the import ended");
+        let stats = importer.stats();
+        assert_eq!((stats.corrupt, stats.gaps), (3, 0), "{stats:?}");
+        assert!(importer.last_corrupt().is_some());
+        exporter.stop().expect("exporter");
+        importer.stop().expect("importer");
+        let _ = stray.close().wait();
+    });
+}
+
+/// A meta from the network that asks for a mirror no frame could fill is refused at
+/// start, before any mirror is created.
+#[test]
+fn a_hostile_meta_is_refused_at_start() {
+    bounded(Duration::from_secs(60), || {
+        use zenoh::Wait;
+        let p = Pair::new();
+        let fake = zenoh::open(listen(p.port).config().expect("config"))
+            .wait()
+            .expect("fake exporter session");
+        let json = shmchan_bridge::Meta {
+            family: shmchan::stats::Family::Route,
+            mode: shmchan::Mode::Broadcast,
+            overflow: Overflow::Overwrite,
+            capacity: 2,
+            max_receivers: 4,
+            record_size: 64 << 20,
+            record_align: 8,
+            type_name: "Huge".into(),
+            epoch: 1,
+            source_id: 2,
+        }
+        .to_json();
+        let _queryable = fake
+            .declare_queryable("test/bridge/meta")
+            .callback(move |q| {
+                let _ = q.reply(q.key_expr().clone(), json.clone()).wait();
+            })
+            .wait()
+            .expect("queryable");
+        let e = expect_err(Importer::start(p.import_config("huge")));
+        assert!(matches!(e, BridgeError::BadMeta { .. }), "{e}");
+        assert!(!p.b.path("huge").exists(), "a mirror was created");
+        let _ = fake.close().wait();
+    });
+}
+
+/// The source's producer left before the exporter started: the exporter's receiver
+/// joined without a producer and will not say `Disconnected`, yet far readers that
+/// were there get it, and then the records of a new producer.
+#[test]
+fn an_exporter_started_after_the_producer_left_tells_far_readers() {
+    bounded(Duration::from_secs(120), || {
+        let p = Pair::new();
+        let mut tx = source(&p.a, "late", 1 << 10, Overflow::Overwrite);
+        // A local reader of the source, there all along: it gets `Disconnected`.
+        let mut local = Route::<u64>::builder("late")
+            .path(p.a.path("late"))
+            .capacity(1 << 10)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("local receiver");
+        for v in 0..10 {
+            tx.send(v).expect("send");
+        }
+        drop(tx);
+        for v in 0..10 {
+            assert_eq!(local.recv_timeout(Duration::from_secs(5)), Ok(v));
+        }
+        assert_eq!(
+            local.recv_timeout(Duration::from_secs(5)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        // The far reader is there first (it creates the mirror), as one that read the
+        // mirror since before the producer left would be.
+        let mut far = Route::<u64>::builder("late")
+            .path(p.b.path("late"))
+            .capacity(1 << 10)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("far receiver");
+        let exporter = p.export("late", false);
+        let mut c = p.import_config("late");
+        c.linger = Duration::from_secs(60);
+        let importer = Importer::start(c).expect("importer");
+        let start = Instant::now();
+        loop {
+            match far.recv_timeout(Duration::from_millis(100)) {
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                other => panic!("far reader: {other:?}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader was not told that the source has no producer ({:?}, {:?})",
+                importer.stats(),
+                exporter.stats()
+            );
+        }
+        let mut tx = source(&p.a, "late", 1 << 10, Overflow::Overwrite);
+        let start = Instant::now();
+        let mut next = 10;
+        let got = loop {
+            tx.send(next).expect("send");
+            next += 1;
+            match far.recv_timeout(Duration::from_millis(20)) {
+                Ok(v) => break v,
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("far reader: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the far reader did not see the new producer"
+            );
+        };
+        assert!(got >= 10, "{got}");
+        drop(tx);
+        exporter.stop().expect("exporter");
+        importer.stop().expect("importer");
+    });
+}
