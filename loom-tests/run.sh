@@ -48,6 +48,8 @@ weakenings=(
     "f_w|loom_async|async_receiver_always_wakes|deadlock"
     "f_w|loom_async|async_fenced_receiver_always_wakes|deadlock"
     "async_recheck|loom_async|async_fenced_receiver_always_wakes|deadlock"
+    "gap_started|loom_gap_lap|lapped_over_a_gap_marker|missing since"
+    "gap_fg|loom_gap_lap|lapped_over_a_gap_marker|deadlock"
 )
 
 start=$SECONDS

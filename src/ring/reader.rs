@@ -197,6 +197,16 @@ impl Reader {
         }
     }
 
+    /// Broadcast: lets a lap put off while a gap marker was in flight be counted
+    /// from the counters as they are at the next read (`broadcast.rs`, "Gap markers
+    /// and laps", L5). Returns whether one was put off.
+    pub fn settle_lap(&mut self) -> bool {
+        match self {
+            Reader::Broadcast(c) => c.settle_lap(),
+            Reader::Unicast(_) => false,
+        }
+    }
+
     /// Whether the entry was taken from this receiver.
     pub fn is_evicted(&self, view: &RingView<'_>) -> bool {
         match self {
