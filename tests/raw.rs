@@ -551,3 +551,88 @@ fn a_segment_of_the_previous_layout_version_is_refused() {
     drop(rx);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 25 (7), concurrently: a producer thread publishes records and gaps as fast as
+/// it can into a small `Overwrite` ring while a receiver on another thread (`recv`,
+/// `recv_many`) is lapped over and during gap publications: every lag is the
+/// producer's count, per event, and the last record arrives.
+#[test]
+fn a_receiver_lapped_by_a_running_producer_is_told_the_producers_count() {
+    for batch in [false, true] {
+        let name = unique_name("raw-gap-race");
+        let layout = RecordLayout::of::<u64>();
+        let mut tx = raw::route(&name, layout)
+            .capacity(16)
+            .overflow(Overflow::Overwrite)
+            .sender()
+            .expect("raw sender");
+        let mut rx = Route::<u64>::builder(&name)
+            .capacity(16)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("receiver");
+        const EVENTS: u64 = 200_000;
+        // The number of the last record, once the producer knows it.
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let total_set = std::sync::Arc::clone(&total);
+        let producer = std::thread::spawn(move || {
+            let mut next = 0u64;
+            let mut lcg = 7u64;
+            for _ in 0..EVENTS {
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if (lcg >> 40) % 8 == 0 {
+                    let n = 1 + (lcg >> 20) % 100;
+                    tx.publish_gap(n).expect("gap");
+                    next += n;
+                } else {
+                    tx.send_bytes(&next.to_ne_bytes()).expect("send");
+                    next += 1;
+                }
+            }
+            total_set.store(next, std::sync::atomic::Ordering::SeqCst);
+            tx.send_bytes(&next.to_ne_bytes()).expect("send");
+            (next, tx)
+        });
+        let (mut expected, mut told, mut lags) = (0u64, 0u64, 0u32);
+        let mut buf = [0u64; 8];
+        let limit = std::time::Instant::now() + Duration::from_secs(60);
+        let last = 'read: loop {
+            assert!(std::time::Instant::now() < limit, "batch {batch}: no end");
+            let got = if batch {
+                rx.recv_many_timeout(&mut buf, Duration::from_secs(5))
+            } else {
+                rx.recv_timeout(Duration::from_secs(5)).map(|v| {
+                    buf[0] = v;
+                    1
+                })
+            };
+            match got {
+                Ok(n) => {
+                    for &v in &buf[..n] {
+                        assert_eq!(
+                            v,
+                            expected + told,
+                            "batch {batch}: told {told} missing before {v}"
+                        );
+                        (expected, told) = (v + 1, 0);
+                        if v == total.load(std::sync::atomic::Ordering::SeqCst) {
+                            break 'read v;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Lagged(k)) => {
+                    told += k;
+                    lags += 1;
+                }
+                Err(other) => panic!("batch {batch}: {other:?}"),
+            }
+        };
+        let (total, tx) = producer.join().expect("producer");
+        assert_eq!(last, total, "batch {batch}: the last record");
+        assert!(lags > 0, "batch {batch}: never lapped");
+        drop((tx, rx));
+        let _ = Route::<u64>::remove(&name);
+    }
+}

@@ -105,10 +105,12 @@
 //! the lapped slot, and the next read meets the lap again. G3 is followed by `F_g` and
 //! a wake of `data` (`F_g` pairs with the receiver's `F_w`, as `F_p` does for a
 //! record), so a receiver that went to sleep meanwhile is woken. A producer killed
-//! between G1 and G3 leaves the sums apart for good: once a liveness tick (or when no
-//! producer is left) the receive loop lets the lap through (`settle_lap`), counted from
-//! the sums as they stand: off by at most that gap's `n - 1`, once per receiver, and
-//! never below the slots skipped. A joining receiver learns `E(start)` the same way
+//! between G1 and G3 leaves the sums apart for good: when a lap has been put off at two
+//! liveness checks in a row (a whole tick at least), or when no producer is left, the
+//! receive loop lets it through (`settle_lap`), counted from the sums as they stand:
+//! off by at most that gap's `n - 1`, once per receiver, and never below the slots
+//! skipped. (A live producer stalled a whole tick inside that window is taken for dead
+//! here, with the same bound.) A joining receiver learns `E(start)` the same way
 //! (bounded rounds, then the estimate). A batch ends at a lap; the next read counts
 //! it as above. G3's `Release` has no loom weakening: under loom the light fence after
 //! the stamp (`F_p`, after W2 and the `head` store) is a `SeqCst` fence and already
@@ -229,8 +231,10 @@ pub struct Consumer {
     /// `E(cursor)`: the extra records the gap markers below the cursor stand for
     /// ("Gap markers and laps").
     extra: u64,
-    /// A lap was put off because its count could not be made exact yet.
+    /// A lap was put off because its count could not be made exact yet...
     deferred: bool,
+    /// ...at this many liveness ticks in a row ([`Consumer::settle_lap`]).
+    deferred_ticks: u8,
     /// The next lap may be counted from an estimate ([`Consumer::settle_lap`]).
     estimate: bool,
 }
@@ -276,6 +280,7 @@ impl Consumer {
             cursor: start,
             extra,
             deferred: false,
+            deferred_ticks: 0,
             estimate: false,
         })
     }
@@ -544,7 +549,7 @@ impl Consumer {
             self.deferred = true;
             return Read::Empty;
         }
-        (self.deferred, self.estimate) = (false, false);
+        (self.deferred, self.deferred_ticks, self.estimate) = (false, 0, false);
         let Located { next, extra, .. } = at;
         let skipped = lapped_count(seq, next, self.extra, extra);
         self.extra = extra;
@@ -576,12 +581,18 @@ impl Consumer {
         }
     }
 
-    /// Once a liveness tick, or when no producer is left: if a lap was put off (its
-    /// count could not be made exact, L5), lets the next read count it from the
-    /// counters as they are. Returns whether one was.
-    pub fn settle_lap(&mut self) -> bool {
-        self.estimate = self.deferred;
-        self.deferred
+    /// Once a liveness tick (`patient: false`), or when no producer is left (`true`):
+    /// if a lap has been put off (its count could not be made exact, L5) since the
+    /// previous tick as well, so for a whole tick at least, or at once if `patient`,
+    /// lets the next read count it from the counters as they are. Returns whether it
+    /// did.
+    pub fn settle_lap(&mut self, patient: bool) -> bool {
+        if !self.deferred {
+            return false;
+        }
+        self.deferred_ticks = self.deferred_ticks.saturating_add(1);
+        self.estimate = patient || self.deferred_ticks >= 2;
+        self.estimate
     }
 
     /// Leaves the table. A producer blocked on this receiver is woken to rescan.

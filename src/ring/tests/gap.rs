@@ -315,8 +315,9 @@ fn a_receiver_lapped_over_gap_markers_is_told_the_producers_count() {
 /// Issue 25 (7): a lap met while a gap marker's accounting is in flight (here: a
 /// producer that died between G1 and G3, `broadcast.rs`, "Gap markers and laps") is
 /// put off, the cursor left on the lapped slot, not counted wrong; once the counters
-/// agree it is counted exactly, and after a liveness tick (`settle_lap`) it is counted
-/// from the counters as they stand. A gap that is not published takes its share back.
+/// agree it is counted exactly, and once put off at two liveness ticks in a row
+/// (`settle_lap`), or with no producer left, it is counted from the counters as they
+/// stand. A gap that is not published takes its share back.
 #[test]
 fn a_lap_while_a_gap_is_in_flight_is_put_off_until_it_is_exact() {
     use crate::ring::gaps;
@@ -339,10 +340,18 @@ fn a_lap_while_a_gap_is_in_flight_is_put_off_until_it_is_exact() {
     gaps::started(&view, 4);
     (6..12u64).for_each(|v| push(&mut tx, &view, v));
     assert_eq!(rx.try_read::<u64>(&view), Read::Empty);
-    assert!(rx.settle_lap(), "a lap was put off");
+    assert!(!rx.settle_lap(false), "put off at one tick only: not yet");
+    assert_eq!(rx.try_read::<u64>(&view), Read::Empty);
+    assert!(rx.settle_lap(false), "put off at two ticks in a row");
     assert_eq!(rx.try_read::<u64>(&view), Read::Lagged(5));
     assert_eq!(rx.try_read::<u64>(&view), Read::Record(8));
-    assert!(!rx.settle_lap(), "nothing put off any more");
+    assert!(!rx.settle_lap(false), "nothing put off any more");
+    // With no producer left, at once.
+    crate::ring::gaps::started(&view, 2);
+    (12..18u64).for_each(|v| push(&mut tx, &view, v));
+    assert_eq!(rx.try_read::<u64>(&view), Read::Empty);
+    assert!(rx.settle_lap(true), "no producer left");
+    assert_eq!(rx.try_read::<u64>(&view), Read::Lagged(5));
 }
 
 /// A gap marker that finds no room (lossless, full) is not published and leaves the
@@ -384,7 +393,7 @@ fn a_gap_that_is_not_published_leaves_the_counters_equal() {
 }
 
 /// The receive loop settles a lap put off for good (a producer died inside a gap's
-/// accounting) at its liveness check, and only then.
+/// accounting) at its second liveness check in a row, and only then.
 #[test]
 fn the_receive_loop_settles_a_lap_put_off_at_its_liveness_check() {
     let ring = HeapRing::new::<u64>(4, 1, false);
@@ -394,10 +403,11 @@ fn the_receive_loop_settles_a_lap_put_off_at_its_liveness_check() {
     let mut rx = Reader::join(&view, 1, &ALIVE).expect("receiver");
     crate::ring::gaps::started(&view, 9);
     (0..6u64).for_each(|v| push(&mut tx, &view, v));
-    for _ in 0..3 {
+    for check_liveness in [false, false, true, false] {
         assert_eq!(
-            poll::<u64>(&view, &mut rx, &mut state, false, &ALIVE),
-            Err(TryRecvError::Empty)
+            poll::<u64>(&view, &mut rx, &mut state, check_liveness, &ALIVE),
+            Err(TryRecvError::Empty),
+            "not before a whole tick"
         );
     }
     assert_eq!(
