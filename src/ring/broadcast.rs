@@ -74,7 +74,7 @@
 //! G3 extra_done += n - 1 (Release)             (Acquire; top down; a slot found overwritten:
 //!    F_g (light), wake `data`                  next = the one after it, stop)
 //! not published: extra_started -= n - 1     L4 s = extra_started (Relaxed)
-//!                                           exact iff s == d and h >= next: E(next) = d - S
+//!                                           exact iff s - d == A and h >= next: E(next) = d - S
 //! ```
 //!
 //! Why `d - S` is `E(next)` when exact (the sums are of non-negative terms and do not
@@ -110,8 +110,12 @@
 //! receive loop lets it through (`settle_lap`), counted from the sums as they stand:
 //! off by at most that gap's `n - 1`, once per receiver, and never below the slots
 //! skipped. (A live producer stalled a whole tick inside that window is taken for dead
-//! here, with the same bound.) A joining receiver learns `E(start)` the same way
-//! (bounded rounds, then the estimate). A batch ends at a lap; the next read counts
+//! here, with the same bound.) The receiver then takes the difference `s - d` it saw
+//! as lasting: `A` (`Consumer::apart`, 0 until then) is what L4 compares `s - d` with,
+//! so later laps are exact again and not put off for the dead gap (a stalled producer
+//! that finishes after all moves the difference once more: one more lap put off, and
+//! settled the same way). A joining receiver learns `E(start)` the same way (bounded
+//! rounds, then the estimate, and `A` from it). A batch ends at a lap; the next read counts
 //! it as above. G3's `Release` has no loom weakening: under loom the light fence after
 //! the stamp (`F_p`, after W2 and the `head` store) is a `SeqCst` fence and already
 //! orders them before L1's fence; on hardware it is a compiler barrier.
@@ -237,6 +241,9 @@ pub struct Consumer {
     deferred_ticks: u8,
     /// The next lap may be counted from an estimate ([`Consumer::settle_lap`]).
     estimate: bool,
+    /// The difference of the gap sums taken as lasting (L5): 0 until this receiver
+    /// settles for an estimate.
+    apart: u64,
 }
 
 impl Consumer {
@@ -261,7 +268,12 @@ impl Consumer {
         // `E(start)`, for counting laps in the producer's numbers ("Gap markers and
         // laps"). Overwrite only: a slot at or above `start` overwritten meanwhile
         // moves the start past it (a lossless producer never overwrites them).
-        let Located { next, extra, .. } = locate_at_join(view, start);
+        let Located {
+            next,
+            extra,
+            exact,
+            apart,
+        } = locate_at_join(view, start);
         if next != start {
             // `Release`: as above.
             entry.cursor.store(next, Ordering::Release);
@@ -282,6 +294,7 @@ impl Consumer {
             deferred: false,
             deferred_ticks: 0,
             estimate: false,
+            apart: if exact { 0 } else { apart },
         })
     }
 
@@ -542,12 +555,17 @@ impl Consumer {
     #[cold]
     fn resync(&mut self, view: &RingView<'_>, seq: u64) -> Read {
         // From `seq + 1`: always make progress, even if a corrupt head points backwards.
-        let at = locate(view, seq.wrapping_add(1), Some(self.extra));
+        let at = locate(view, seq.wrapping_add(1), Some(self.extra), self.apart);
         if !at.exact && !self.estimate {
             // Put off: the cursor stays on the lapped slot, the next read meets the lap
             // again ("Gap markers and laps", L5).
             self.deferred = true;
             return Read::Empty;
+        }
+        if !at.exact {
+            // Settled for the estimate: the difference now is taken as lasting, so
+            // later laps are not put off for it again (L5).
+            self.apart = at.apart;
         }
         (self.deferred, self.deferred_ticks, self.estimate) = (false, 0, false);
         let Located { next, extra, .. } = at;

@@ -89,22 +89,28 @@ pub struct Located {
     /// at or past `next` (L4). Otherwise an estimate (a gap was in flight throughout,
     /// or a producer died inside one).
     pub exact: bool,
+    /// `extra_started - extra_done` as last read: what a receiver that settles for
+    /// the estimate takes as the sums' lasting difference (`apart` of [`locate`]).
+    pub apart: u64,
 }
 
 /// L1 to L4: a position at or after `from` that the ring may still hold, and `E` there.
 /// `known`: `E(c)` for a position `c <= from` with no gap marker read since (a lapped
 /// receiver's own count), which spares the scan when no gap was published since.
+/// `apart`: the difference of the sums that stays for good (0, or the `n - 1` of a gap
+/// whose producer died inside its accounting, once the receiver has settled for it).
 ///
 /// Only loads (a relaxed load followed by `fence(Acquire)` where an `Acquire` load is
 /// meant), so an observer on a read-only mapping may call it. Bounded: at most
 /// [`ATTEMPTS`] rounds of at most `capacity` stamps each. Counts from shared memory are
 /// untrusted: wrapping arithmetic only.
-pub fn locate(view: &RingView<'_>, from: u64, known: Option<u64>) -> Located {
+pub fn locate(view: &RingView<'_>, from: u64, known: Option<u64>, apart: u64) -> Located {
     let membership = &view.ctl.membership;
     let mut estimate = Located {
         next: from,
         extra: known.unwrap_or(0),
         exact: false,
+        apart,
     };
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -163,11 +169,13 @@ pub fn locate(view: &RingView<'_>, from: u64, known: Option<u64>) -> Located {
         let started = membership.extra_started.load(Ordering::Relaxed);
         // A `head` below `next` is a stale view (we saw the slot of `from - 1`
         // overwritten, so `head` is past it): a gap there may be uncounted yet.
-        let exact = (started == done || weaken!("gap_started")) && head >= next;
+        let difference = started.wrapping_sub(done);
+        let exact = (difference == apart || weaken!("gap_started")) && head >= next;
         estimate = Located {
             next,
             extra: if quick { done } else { done.wrapping_sub(gaps) },
             exact,
+            apart: difference,
         };
         if exact {
             return estimate;
@@ -180,13 +188,13 @@ pub fn locate(view: &RingView<'_>, from: u64, known: Option<u64>) -> Located {
 /// flight at the head is a few stores from done, so ask again a bounded number of
 /// times; then take the estimate.
 pub(super) fn locate_at_join(view: &RingView<'_>, start: u64) -> Located {
-    let mut at = locate(view, start, None);
+    let mut at = locate(view, start, None, 0);
     for _ in 0..JOIN_ROUNDS {
         if at.exact {
             break;
         }
         spin_hint();
-        at = locate(view, start, None);
+        at = locate(view, start, None, 0);
     }
     at
 }

@@ -72,7 +72,7 @@ pub fn observe(view: &RingView<'_>, cursor: &mut u64, extra: &mut u64, dst: &mut
         }
         // Lapped: as `Consumer::resync`, without the shared counters (`locate` only
         // loads, so it reads a read-only mapping).
-        let at = locate(view, seq.wrapping_add(1), Some(*extra));
+        let at = locate(view, seq.wrapping_add(1), Some(*extra), 0);
         let skipped = lapped_count(seq, at.next, *extra, at.extra);
         (*cursor, *extra) = (at.next, at.extra);
         return Read::Lagged(skipped);

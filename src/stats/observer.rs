@@ -228,7 +228,7 @@ impl Observer {
         let head = view.ctl.head.load(Ordering::Relaxed);
         let cursor = head.saturating_sub(back.min(view.geom.capacity));
         // `E(cursor)`, so that the tail's lags count the producer's records.
-        let at = crate::ring::gaps::locate(&view, cursor, None);
+        let at = crate::ring::gaps::locate(&view, cursor, None, 0);
         Ok(Tail {
             record_size: view.geom.record_size,
             map,
