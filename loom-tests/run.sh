@@ -56,6 +56,9 @@ weakenings=(
     "f_w|loom_async|async_receiver_always_wakes|deadlock"
     "f_w|loom_async|async_fenced_receiver_always_wakes|deadlock"
     "async_recheck|loom_async|async_fenced_receiver_always_wakes|deadlock"
+    "gap_started|loom_gap_lap|lapped_over_a_gap_marker|missing since"
+    "gap_started|loom_gap_lap|channel_lapped_over_a_gap_marker|records"
+    "gap_fg|loom_gap_lap|lapped_over_a_gap_marker|deadlock"
 )
 
 start=$SECONDS

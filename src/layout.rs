@@ -23,7 +23,7 @@ pub struct Control {
     pub data: CachePadded<FutexPair>,
     /// A lossless producer parks here when the ring is full.
     pub space: CachePadded<FutexPair>,
-    /// Rarely written: the sender claim and the join counter.
+    /// Rarely written: the sender claim, the join counter, the gap accounting.
     pub membership: CachePadded<Membership>,
     /// Unicast only: the next sequence number a receiver will claim. Receivers
     /// compete for it with a CAS.
@@ -56,7 +56,8 @@ pub const PARKED_DATA: u64 = 1;
 /// Tag of a participant's `parked` word: registered on `space` (waiting for room).
 pub const PARKED_SPACE: u64 = 2;
 
-/// Who is attached: the sender claim and the receivers' join counter.
+/// Who is attached (the sender claim, the receivers' join counter), and the gap
+/// accounting: words written on attach, join, eviction or a gap, never per record.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Membership {
@@ -86,6 +87,13 @@ pub struct Membership {
     /// them; 0 when awake. Lets whoever takes over from a sender that died asleep take
     /// its registration back (`wait.rs`).
     pub sender_parked: AtomicU64,
+    /// Gap accounting (`ring/broadcast.rs`, "Gap markers and laps"): the sum of
+    /// `n - 1` over the gap markers of `n` records whose publication has started (G1;
+    /// taken back if it fails).
+    pub extra_started: AtomicU64,
+    /// The sum of `n - 1` over the gap markers published (G3, after the stamp and the
+    /// `head` store): equal to `extra_started` when no gap is in flight.
+    pub extra_done: AtomicU64,
 }
 
 /// One entry of the receiver table, on its own 128 bytes (two cache lines, like

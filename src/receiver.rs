@@ -34,7 +34,9 @@ use crate::wait::Wait;
 ///   overwritten record is never returned. In lossless modes a live receiver never
 ///   lags: the senders wait for it. The one exception, in every mode, is a *gap* its
 ///   sender published ([`RawSender::publish_gap`](crate::raw::RawSender::publish_gap):
-///   records a bridge's source lost), reported as `Lagged(n)` at that point.
+///   records a bridge's source lost), reported as `Lagged(n)` at that point; a
+///   receiver lapped over such a gap counts its `n` records in the `Lagged` of the lap,
+///   so `n` is always in the sender's records, never in ring slots.
 /// * **Disconnection.** When every sender has left or died, the receiver first drains
 ///   what they published, then gets [`RecvError::Disconnected`]; so does every later
 ///   call, until a new sender attaches. A receiver that joined before any sender

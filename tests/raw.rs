@@ -418,3 +418,221 @@ fn a_published_gap_is_reported_as_a_lag_by_every_receiver_kind() {
         let _ = Route::<u64>::remove(&name);
     }
 }
+
+/// Issue 25 (7): an `Overwrite` receiver lapped over gap markers (`publish_gap`) is
+/// told what it missed in the producer's numbers, per lag: records carry their
+/// number, a gap of `n` stands for the next `n`, and after `Lagged(k)` the next
+/// record is the last one plus `k + 1`. Both families; `try_recv` and
+/// `try_recv_many`; `lagged_total` agrees.
+#[test]
+fn a_receiver_lapped_over_published_gaps_is_told_the_producers_count() {
+    for family in [Family::Route, Family::Channel] {
+        let name = unique_name("raw-gap-lap");
+        let layout = RecordLayout::of::<u64>();
+        let mut tx = match family {
+            Family::Route => raw::route(&name, layout),
+            Family::Channel => raw::channel(&name, layout),
+        }
+        .capacity(8)
+        .overflow(Overflow::Overwrite)
+        .sender()
+        .expect("raw sender");
+        let typed = || {
+            match family {
+                Family::Route => Route::<u64>::builder(&name),
+                Family::Channel => Channel::<u64>::builder(&name),
+            }
+            .capacity(8)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("receiver")
+        };
+        let (mut one, mut many) = (typed(), typed());
+        // Producer number of the next record; each receiver's last record number and
+        // what it was told since.
+        let mut next = 0u64;
+        let mut last = [u64::MAX; 2];
+        let mut told = [0u64; 2];
+        let mut lags = [0u32; 2];
+        let mut received = [0u64; 2];
+        let mut check = |i: usize, value: u64, last: &mut [u64; 2], told: &mut [u64; 2]| {
+            assert_eq!(
+                value,
+                last[i].wrapping_add(told[i]).wrapping_add(1),
+                "{family}, receiver {i}: told {} missing since record {}",
+                told[i],
+                last[i]
+            );
+            last[i] = value;
+            told[i] = 0;
+            received[i] += 1;
+        };
+        let mut lcg = 99u64;
+        for _ in 0..300 {
+            lcg = lcg
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            for _ in 0..1 + (lcg >> 33) % 20 {
+                lcg = lcg.wrapping_mul(6364136223846793005).wrapping_add(1);
+                if (lcg >> 40) % 4 == 0 {
+                    let n = 1 + (lcg >> 20) % 1000;
+                    tx.publish_gap(n).expect("gap");
+                    next += n;
+                } else {
+                    tx.send_bytes(&next.to_ne_bytes()).expect("send");
+                    next += 1;
+                }
+            }
+            loop {
+                match one.try_recv() {
+                    Ok(v) => check(0, v, &mut last, &mut told),
+                    Err(TryRecvError::Lagged(k)) => {
+                        told[0] += k;
+                        lags[0] += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(other) => panic!("{family}: {other:?}"),
+                }
+            }
+            let mut buf = [0u64; 5];
+            loop {
+                match many.try_recv_many(&mut buf) {
+                    Ok(n) => buf[..n]
+                        .iter()
+                        .for_each(|&v| check(1, v, &mut last, &mut told)),
+                    Err(TryRecvError::Lagged(k)) => {
+                        told[1] += k;
+                        lags[1] += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(other) => panic!("{family}: {other:?}"),
+                }
+            }
+        }
+        tx.send_bytes(&next.to_ne_bytes()).expect("send");
+        assert_eq!(one.try_recv(), Ok(next), "{family}");
+        assert_eq!(many.try_recv(), Ok(next), "{family}");
+        assert!(lags.iter().all(|&n| n > 50), "{family}: lapped ({lags:?})");
+        // Every number up to `next` was received or counted missing.
+        assert_eq!(received[0] + 1 + one.lagged_total(), next + 1, "{family}");
+        assert_eq!(received[1] + 1 + many.lagged_total(), next + 1, "{family}");
+        drop((tx, one, many));
+        let _ = Route::<u64>::remove(&name);
+    }
+}
+
+/// A segment of the previous layout version (5: no gap accounting, issue 25) is
+/// refused with a mismatch naming both versions, never joined.
+#[test]
+fn a_segment_of_the_previous_layout_version_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let dir = std::env::temp_dir().join(unique_name("version"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("seg");
+    let open = || {
+        Route::<u64>::builder("version")
+            .path(&path)
+            .open_timeout(TIMEOUT)
+            .receiver()
+    };
+    let rx = open().expect("a fresh segment");
+    // The header's version word (offset 8, docs/design.md), as a version 5 build wrote it.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the file");
+    file.write_all_at(&5u32.to_ne_bytes(), 8).expect("write");
+    let (field, expected, found, message) = mismatch(open());
+    assert_eq!(
+        (field, expected.as_str(), found.as_str()),
+        ("format version", "6", "5")
+    );
+    assert!(message.contains("format version"), "{message}");
+    drop(rx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 25 (7), concurrently: a producer thread publishes records and gaps as fast as
+/// it can into a small `Overwrite` ring while a receiver on another thread (`recv`,
+/// `recv_many`) is lapped over and during gap publications: every lag is the
+/// producer's count, per event, and the last record arrives.
+#[test]
+fn a_receiver_lapped_by_a_running_producer_is_told_the_producers_count() {
+    for batch in [false, true] {
+        let name = unique_name("raw-gap-race");
+        let layout = RecordLayout::of::<u64>();
+        let mut tx = raw::route(&name, layout)
+            .capacity(16)
+            .overflow(Overflow::Overwrite)
+            .sender()
+            .expect("raw sender");
+        let mut rx = Route::<u64>::builder(&name)
+            .capacity(16)
+            .overflow(Overflow::Overwrite)
+            .receiver()
+            .expect("receiver");
+        const EVENTS: u64 = 200_000;
+        // The number of the last record, once the producer knows it.
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let total_set = std::sync::Arc::clone(&total);
+        let producer = std::thread::spawn(move || {
+            let mut next = 0u64;
+            let mut lcg = 7u64;
+            for _ in 0..EVENTS {
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if (lcg >> 40) % 8 == 0 {
+                    let n = 1 + (lcg >> 20) % 100;
+                    tx.publish_gap(n).expect("gap");
+                    next += n;
+                } else {
+                    tx.send_bytes(&next.to_ne_bytes()).expect("send");
+                    next += 1;
+                }
+            }
+            total_set.store(next, std::sync::atomic::Ordering::SeqCst);
+            tx.send_bytes(&next.to_ne_bytes()).expect("send");
+            (next, tx)
+        });
+        let (mut expected, mut told, mut lags) = (0u64, 0u64, 0u32);
+        let mut buf = [0u64; 8];
+        let limit = std::time::Instant::now() + Duration::from_secs(60);
+        let last = 'read: loop {
+            assert!(std::time::Instant::now() < limit, "batch {batch}: no end");
+            let got = if batch {
+                rx.recv_many_timeout(&mut buf, Duration::from_secs(5))
+            } else {
+                rx.recv_timeout(Duration::from_secs(5)).map(|v| {
+                    buf[0] = v;
+                    1
+                })
+            };
+            match got {
+                Ok(n) => {
+                    for &v in &buf[..n] {
+                        assert_eq!(
+                            v,
+                            expected + told,
+                            "batch {batch}: told {told} missing before {v}"
+                        );
+                        (expected, told) = (v + 1, 0);
+                        if v == total.load(std::sync::atomic::Ordering::SeqCst) {
+                            break 'read v;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Lagged(k)) => {
+                    told += k;
+                    lags += 1;
+                }
+                Err(other) => panic!("batch {batch}: {other:?}"),
+            }
+        };
+        let (total, tx) = producer.join().expect("producer");
+        assert_eq!(last, total, "batch {batch}: the last record");
+        assert!(lags > 0, "batch {batch}: never lapped");
+        drop((tx, rx));
+        let _ = Route::<u64>::remove(&name);
+    }
+}

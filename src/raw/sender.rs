@@ -192,8 +192,10 @@ impl RawSender {
     /// them), at this point of the sequence. Every receiver that reaches it gets
     /// [`RecvError::Lagged(missing)`](crate::RecvError::Lagged) once (in unicast, the
     /// one receiver that takes it), counted in its `lagged_total`, and then the next
-    /// record; lossless receivers too, which otherwise never lag. The marker takes one
-    /// slot and waits for room like a record. `missing == 0` publishes nothing.
+    /// record; lossless receivers too, which otherwise never lag. An `Overwrite`
+    /// receiver lapped over the marker counts its `missing` records in that lap's
+    /// `Lagged`, not one slot. The marker takes one slot and waits for room like a
+    /// record. `missing == 0` publishes nothing.
     ///
     /// This is how a mirror of a remote segment (a bridge) keeps the promise that a
     /// reader either gets every record or learns how many it missed.

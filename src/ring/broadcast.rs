@@ -13,6 +13,8 @@
 //! * slot `seq & (capacity - 1)`: a stamp word followed by the record's words.
 //! * receiver table (`table.rs`): per receiver an owner word and `cursor`, the next
 //!   sequence number it will read (everything below it has been read).
+//! * `ctl.membership.extra_started`, `extra_done`: the gap accounting ("Gap markers and
+//!   laps"), written only when a gap marker is published.
 //!
 //! # Invariants
 //!
@@ -28,6 +30,10 @@
 //!    cursor is `> seq - capacity` (`gate.rs`).
 //! 4. A joining receiver starts at a sequence number no producer will overwrite before
 //!    it sees the receiver's cursor (the join protocol below).
+//! 5. A receiver's private `extra` is `E(cursor)`, the extra records the gap markers
+//!    below its cursor stand for, so every `Lagged(n)` counts the producer's records
+//!    ("Gap markers and laps"; an estimate only after a producer died inside a gap's
+//!    accounting).
 //!
 //! # Reading in place
 //!
@@ -43,8 +49,82 @@
 //! In `Overflow::Overwrite` producers never wait. A receiver that finds its slot
 //! stamped past its sequence (or loses the seqlock race) has been lapped: it reads
 //! `head`, moves its cursor to `max(seq + 1, head - capacity)`, the oldest record that
-//! may still be present, and reports how many it skipped as `Lagged(n)`. In lossless
-//! mode only an evicted receiver can be lapped.
+//! may still be present, and reports how many records it skipped as `Lagged(n)`,
+//! counted in the producer's records (a gap marker it skipped counts its `n`: next
+//! section). In lossless mode only an evicted receiver can be lapped.
+//!
+//! # Gap markers and laps
+//!
+//! A gap marker of `n` records (`RawSender::publish_gap`) takes one slot and stands
+//! for `n` of the producer's records. A receiver that reads it reports `Lagged(n)`; one
+//! lapped over it must count the same `n`. Let `E(s)` be the sum of `n - 1` over the
+//! gap markers published below sequence number `s`: the producer's records below `s`
+//! are `s + E(s)`, so a receiver lapped at `c0` and resuming at `c1` missed
+//! `(c1 - c0) + E(c1) - E(c0)` of them (`lapped_count`).
+//!
+//! Each receiver keeps `E(cursor)` itself (`Consumer::extra`: `+ n - 1` when it reads a
+//! marker; learnt from the ring when it joins and when it is lapped). The ring keeps two
+//! sums on the membership line, written only by gap publications (`gaps.rs`):
+//!
+//! ```text
+//! producer (send.rs, `accounted`)           receiver (gaps.rs, `locate(from)`)
+//! G1 extra_started += n - 1 (Relaxed)       L1 d = extra_done (Acquire)
+//!    claim (Channel), stamp gap(g) (W2,     L2 h = head (Acquire); next = max(from, h - capacity)
+//!    Release), head store (Route)           L3 S = sum of n - 1 over the gap stamps in [next, h)
+//! G3 extra_done += n - 1 (Release)             (Acquire; top down; a slot found overwritten:
+//!    F_g (light), wake `data`                  next = the one after it, stop)
+//! not published: extra_started -= n - 1     L4 s = extra_started (Relaxed)
+//!                                           exact iff s - d == A and h >= next: E(next) = d - S
+//! ```
+//!
+//! Why `d - S` is `E(next)` when exact (the sums are of non-negative terms and do not
+//! wrap for any real count; garbage counts give a garbage count, never UB, a panic or an
+//! unbounded loop: wrapping arithmetic, at most `capacity` stamps per round):
+//!
+//! 1. A gap counted in `d` is stamped and below `h`: G3 follows its stamp and, on a
+//!    `Route`, the `head` store past it (on a `Channel`, the claim), and L1 acquires. So
+//!    L3 sees its stamp, or finds its slot overwritten and moves `next` past it.
+//! 2. A gap that L2 or L3 reveals (its stamp, or a `head` or claim past it) was
+//!    announced: G1 precedes the claim CAS, the stamp and the `head` store (all
+//!    `Release`), L2 and L3 acquire, so L4 reads `extra_started` at or after G1
+//!    (coherence). Every gap of `d` is in `s` too (G1, G3, L1, L4 in that order), so
+//!    `s == d` means every revealed gap is counted in `d`.
+//! 3. `h >= next`: the receiver saw the slot of `from - 1` overwritten, possibly by a
+//!    busy stamp (a relaxed store that synchronises with nothing); a `head` below
+//!    `from` is a stale view in which the marker at `from - 1` may not be revealed.
+//!
+//! So `d` counts exactly the gaps below `h`, `S` those in `[next, h)`, `d - S` those
+//! below `next`. *Quick path:* if `d` equals the receiver's own `E(cursor)` (and the
+//! check holds), every gap of `d` is one it has counted, below its cursor, and by 2
+//! there is no other below `h`: `E(next) = E(cursor)`, no scan. A ring without gap
+//! markers never scans. Likewise the scan stops once `S` reaches `d - E(cursor)`: the
+//! markers of the window are all above the cursor, so the rest of it holds none.
+//!
+//! L5: if four rounds (one under loom) are not exact, a gap is in flight (between G1
+//! and G3): the receiver *puts the lap off*: the read says `Empty`, the cursor stays on
+//! the lapped slot, and the next read meets the lap again. G3 is followed by `F_g` and
+//! a wake of `data` (`F_g` pairs with the receiver's `F_w`, as `F_p` does for a
+//! record), so a receiver that went to sleep meanwhile is woken. A producer killed
+//! between G1 and G3 leaves the sums apart for good: when a lap has been put off at two
+//! liveness checks in a row (a whole tick at least), or when no producer is left, the
+//! receive loop lets it through (`settle_lap`), counted from the sums as they stand:
+//! off by at most that gap's `n - 1`, once per receiver, and never below the slots
+//! skipped. (A live producer stalled a whole tick inside that window is taken for dead
+//! here, with the same bound.) The receiver then takes the difference `s - d` it saw
+//! as lasting: `A` (`Consumer::apart`, 0 until then) is what L4 compares `s - d` with,
+//! so later laps are exact again and not put off for the dead gap (a stalled producer
+//! that finishes after all moves the difference once more: one more lap put off, and
+//! settled the same way). A joining receiver learns `E(start)` the same way (bounded
+//! rounds, then the estimate, and `A` from it). A batch ends at a lap; the next read counts
+//! it as above. G3's `Release` has no loom weakening: under loom the light fence after
+//! the stamp (`F_p`, after W2 and the `head` store) is a `SeqCst` fence and already
+//! orders them before L1's fence; on hardware it is a compiler barrier.
+//!
+//! Not exact, and left so: a `Channel` gap sent on a claim an earlier send left
+//! pending (the slot was busy or gated) is announced after its claim, so a receiver
+//! lapped past that claim in between counts it as one slot and its `n - 1` in its next
+//! lap; a claim skipped because its producer died (`settled`) holds no record but a
+//! lap over it counts its slot, as it did before.
 //!
 //! # Joining
 //!
@@ -113,6 +193,7 @@
 //! parked on `space`. A lossless producer blocked by a dead receiver evicts it
 //! (`table.rs`); a live receiver that finds its owner word changed reports `Evicted`.
 
+use super::gaps::{locate, locate_at_join, Located};
 use super::record::{Record, RecordsMut};
 use super::seqlock::{copy_if_intact, gap_if_intact};
 use super::table::{claim_free, sweep_parked};
@@ -151,6 +232,18 @@ pub struct Consumer {
     index: usize,
     owner: u64,
     cursor: u64,
+    /// `E(cursor)`: the extra records the gap markers below the cursor stand for
+    /// ("Gap markers and laps").
+    extra: u64,
+    /// A lap was put off because its count could not be made exact yet...
+    deferred: bool,
+    /// ...at this many liveness ticks in a row ([`Consumer::settle_lap`]).
+    deferred_ticks: u8,
+    /// The next lap may be counted from an estimate ([`Consumer::settle_lap`]).
+    estimate: bool,
+    /// The difference of the gap sums taken as lasting (L5): 0 until this receiver
+    /// settles for an estimate.
+    apart: u64,
 }
 
 impl Consumer {
@@ -172,6 +265,20 @@ impl Consumer {
         let start = view.ctl.head.load(Ordering::Acquire);
         // `Release`: pairs with the producer's `Acquire` rescan.
         entry.cursor.store(start, Ordering::Release);
+        // `E(start)`, for counting laps in the producer's numbers ("Gap markers and
+        // laps"). Overwrite only: a slot at or above `start` overwritten meanwhile
+        // moves the start past it (a lossless producer never overwrites them).
+        let Located {
+            next,
+            extra,
+            exact,
+            apart,
+        } = locate_at_join(view, start);
+        if next != start {
+            // `Release`: as above.
+            entry.cursor.store(next, Ordering::Release);
+        }
+        let start = next;
         if view.lossless && !weaken!("f_j") {
             // F_j: a producer that gated on the provisional cursor `h0` may be asleep on
             // `space`; moving the cursor up to `start` is progress for it, as in
@@ -183,6 +290,11 @@ impl Consumer {
             index,
             owner,
             cursor: start,
+            extra,
+            deferred: false,
+            deferred_ticks: 0,
+            estimate: false,
+            apart: if exact { 0 } else { apart },
         })
     }
 
@@ -426,6 +538,7 @@ impl Consumer {
     /// missing as a lag (counted like one).
     #[cold]
     fn pass_gap(&mut self, view: &RingView<'_>, seq: u64, missing: u64) -> Read {
+        self.extra = self.extra.wrapping_add(missing.wrapping_sub(1));
         let entry = self.entry(view);
         // Only this receiver writes its counters: load + store, no RMW needed.
         entry.lagged.store(
@@ -437,15 +550,27 @@ impl Consumer {
     }
 
     /// Moves the cursor past a lapped record, to the oldest one that may still be in
-    /// the ring, and reports how many were skipped.
+    /// the ring, and reports how many were skipped, in the producer's numbers ("Gap
+    /// markers and laps").
     #[cold]
     fn resync(&mut self, view: &RingView<'_>, seq: u64) -> Read {
-        let head = view.ctl.head.load(Ordering::Acquire);
-        // `max(seq + 1)`: always make progress, even if a corrupt head points backwards.
-        let next = head
-            .saturating_sub(view.geom.capacity)
-            .max(seq.wrapping_add(1));
-        let skipped = next.wrapping_sub(seq);
+        // From `seq + 1`: always make progress, even if a corrupt head points backwards.
+        let at = locate(view, seq.wrapping_add(1), Some(self.extra), self.apart);
+        if !at.exact && !self.estimate {
+            // Put off: the cursor stays on the lapped slot, the next read meets the lap
+            // again ("Gap markers and laps", L5).
+            self.deferred = true;
+            return Read::Empty;
+        }
+        if !at.exact {
+            // Settled for the estimate: the difference now is taken as lasting, so
+            // later laps are not put off for it again (L5).
+            self.apart = at.apart;
+        }
+        (self.deferred, self.deferred_ticks, self.estimate) = (false, 0, false);
+        let Located { next, extra, .. } = at;
+        let skipped = lapped_count(seq, next, self.extra, extra);
+        self.extra = extra;
         let entry = self.entry(view);
         // Only this receiver writes its counters: load + store, no RMW needed.
         entry.lagged.store(
@@ -474,6 +599,20 @@ impl Consumer {
         }
     }
 
+    /// Once a liveness tick (`patient: false`), or when no producer is left (`true`):
+    /// if a lap has been put off (its count could not be made exact, L5) since the
+    /// previous tick as well, so for a whole tick at least, or at once if `patient`,
+    /// lets the next read count it from the counters as they are. Returns whether it
+    /// did.
+    pub fn settle_lap(&mut self, patient: bool) -> bool {
+        if !self.deferred {
+            return false;
+        }
+        self.deferred_ticks = self.deferred_ticks.saturating_add(1);
+        self.estimate = patient || self.deferred_ticks >= 2;
+        self.estimate
+    }
+
     /// Leaves the table. A producer blocked on this receiver is woken to rescan.
     pub fn leave(self, view: &RingView<'_>) {
         let entry = self.entry(view);
@@ -485,5 +624,20 @@ impl Consumer {
         // F_l: pairs with the producer's F_w when it parks on `space`.
         seqcst_fence!("f_l");
         view.wake_space();
+    }
+}
+
+/// What a receiver lapped at `seq` and resuming at `next` missed, in the producer's
+/// numbers: the slots `next - seq` plus `E(next) - E(seq)` ("Gap markers and laps").
+/// From untrusted counts, so wrapping; an `E` that went backwards (only a producer
+/// that died inside a gap's accounting can cause that) adds nothing, so the count
+/// never falls below the slots skipped.
+pub(super) fn lapped_count(seq: u64, next: u64, extra_seq: u64, extra_next: u64) -> u64 {
+    let slots = next.wrapping_sub(seq);
+    let more = extra_next.wrapping_sub(extra_seq);
+    if more > u64::MAX / 2 {
+        slots
+    } else {
+        slots.wrapping_add(more)
     }
 }

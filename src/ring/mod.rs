@@ -24,6 +24,7 @@
 
 pub mod broadcast;
 mod bulk;
+pub mod gaps;
 pub mod gate;
 pub mod multi;
 pub mod observe;

@@ -11,7 +11,8 @@
 //! is staged and copied the same way), so an observer reading a slot that a producer is
 //! rewriting races with nothing: the stamps decide which copies are kept.
 
-use super::broadcast::Read;
+use super::broadcast::{lapped_count, Read};
+use super::gaps::locate;
 use super::seqlock::{gap_if_intact, load_words};
 use super::RingView;
 use crate::layout::{stamp_done, stamp_gap, stamp_settled};
@@ -20,7 +21,11 @@ use crate::sync::{fence, Ordering};
 /// Reads record `*cursor` into `dst` as a read-only *observer* (`shmchan tail`), and
 /// moves `*cursor` past it. `Read::Record(())` means `dst` holds the record;
 /// `Read::Lagged(n)` that the producer lapped the cursor, which now points at the
-/// oldest record that may still be present.
+/// oldest record that may still be present, or a gap marker. `*extra` is `E(*cursor)`
+/// (`broadcast.rs`, "Gap markers and laps"; [`locate`] gives it for a starting
+/// cursor), kept up to date here, so `n` counts the producer's records. An observer is
+/// never woken and never puts a lap off: a lap met while a gap marker is in flight is
+/// counted from the sums as they stand (best effort, like the rest of the observer).
 ///
 /// The same seqlock validation as [`Consumer::try_read_into`](super::broadcast::Consumer::try_read_into) (a torn or overwritten record
 /// is never reported as one), but the cursor is the caller's own and nothing is stored
@@ -30,7 +35,7 @@ use crate::sync::{fence, Ordering};
 /// `fence(Acquire)` where `try_read_into` has an `Acquire` load: a relaxed load followed by
 /// an acquire fence synchronises with the same release store. `dst` is at most the
 /// record's words long (the caller passes the record size).
-pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()> {
+pub fn observe(view: &RingView<'_>, cursor: &mut u64, extra: &mut u64, dst: &mut [u8]) -> Read<()> {
     // Bounded: each round either returns or skips one settled slot.
     for _ in 0..=view.geom.capacity {
         let seq = *cursor;
@@ -61,18 +66,16 @@ pub fn observe(view: &RingView<'_>, cursor: &mut u64, dst: &mut [u8]) -> Read<()
             // copy-and-check of `seqlock.rs`, loads only).
             if let Some(missing) = gap_if_intact(view, seq) {
                 *cursor = seq.wrapping_add(1);
+                *extra = extra.wrapping_add(missing.wrapping_sub(1));
                 return Read::Lagged(missing);
             }
         }
-        // Lapped: as `Consumer::resync`, without the shared counters.
-        let head = view.ctl.head.load(Ordering::Relaxed);
-        // Pairs with the producer's `Release` store of `head`.
-        fence(Ordering::Acquire);
-        let next = head
-            .saturating_sub(view.geom.capacity)
-            .max(seq.wrapping_add(1));
-        *cursor = next;
-        return Read::Lagged(next.wrapping_sub(seq));
+        // Lapped: as `Consumer::resync`, without the shared counters (`locate` only
+        // loads, so it reads a read-only mapping).
+        let at = locate(view, seq.wrapping_add(1), Some(*extra), 0);
+        let skipped = lapped_count(seq, at.next, *extra, at.extra);
+        (*cursor, *extra) = (at.next, at.extra);
+        return Read::Lagged(skipped);
     }
     Read::Empty
 }

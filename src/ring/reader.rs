@@ -223,6 +223,17 @@ impl Reader {
         }
     }
 
+    /// Broadcast: lets a lap put off while a gap marker was in flight be counted
+    /// from the counters as they are at the next read, if it has been put off for a
+    /// whole liveness tick or `patient` (no producer left) (`broadcast.rs`, "Gap
+    /// markers and laps", L5). Returns whether it did.
+    pub fn settle_lap(&mut self, patient: bool) -> bool {
+        match self {
+            Reader::Broadcast(c) => c.settle_lap(patient),
+            Reader::Unicast(_) => false,
+        }
+    }
+
     /// Whether the entry was taken from this receiver.
     pub fn is_evicted(&self, view: &RingView<'_>) -> bool {
         match self {

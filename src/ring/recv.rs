@@ -15,7 +15,9 @@
 //! the claim this receiver waits on if its producer died or never started writing it
 //! (`multi.rs`, "Dead claims": one tick for a busy slot of a dead producer, two for a
 //! never-started claim), rescues (unicast) a record whose taker died (`unicast.rs`),
-//! and clears the `Route` sender claim of a dead sender.
+//! and clears the `Route` sender claim of a dead sender; a broadcast receiver that has
+//! put off a lap for a whole tick (a gap marker in flight) counts it from the counters
+//! as they are (`broadcast.rs`, "Gap markers and laps", L5).
 //!
 //! # Disconnection
 //!
@@ -319,6 +321,12 @@ fn poll_with<S: Take>(
         return Err(TryRecvError::Evicted);
     }
     if check_liveness {
+        // A lap put off for a whole tick: a producer died inside a gap's publication.
+        if reader.settle_lap(false) {
+            if let Some(result) = take.read(view, reader) {
+                return result;
+            }
+        }
         let waiting_on = reader.waiting_on(view);
         if !view.producers.is_empty() {
             reap_dead_producers(view, liveness);
@@ -339,7 +347,9 @@ fn poll_with<S: Take>(
     }
     // The senders are gone: drain what they published, stepping over claims nobody
     // is left to write (another receiver may step over one first: then read again).
-    // Bounded: each round reads past one sequence number or stops.
+    // Bounded: each round reads past one sequence number or stops. No producer is
+    // left to finish a gap's accounting: a lap put off is counted as it stands.
+    reader.settle_lap(true);
     for _ in 0..=view.geom.capacity {
         if let Some(result) = take.read(view, reader) {
             return result;

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use super::gaps;
 use super::producer::{Begin, Producer};
 use super::record::{Record, Records};
 use super::RingView;
@@ -44,7 +45,9 @@ pub fn send_now<R: Record + ?Sized>(
     value: &R,
     liveness: &impl Liveness,
 ) -> bool {
-    p.send_now(view, value, liveness)
+    // A gap marker takes the full loop, which does its accounting (`R::GAP` is a
+    // constant: nothing is left of this test for records).
+    !R::GAP && p.send_now(view, value, liveness)
 }
 
 /// Sends `value` if there is room now: `Err(Full)` otherwise. `check_liveness`: when
@@ -52,6 +55,42 @@ pub fn send_now<R: Record + ?Sized>(
 /// from a dead lap-older writer (the caller passes `true` about once a liveness tick:
 /// the oracle reads `/proc`).
 pub fn try_send<R: Record + ?Sized>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &R,
+    liveness: &impl Liveness,
+    check_liveness: bool,
+) -> Result<(), SendFail> {
+    if R::GAP {
+        return accounted(
+            view,
+            value,
+            |p| try_send_record(p, view, value, liveness, check_liveness),
+            p,
+        );
+    }
+    try_send_record(p, view, value, liveness, check_liveness)
+}
+
+/// Sends gap marker `marker` with `send`, inside its accounting (G1 before, G3
+/// after: `broadcast.rs`, "Gap markers and laps").
+#[cold]
+fn accounted<R: Record + ?Sized>(
+    view: &RingView<'_>,
+    marker: &R,
+    send: impl FnOnce(&mut Producer) -> Result<(), SendFail>,
+    p: &mut Producer,
+) -> Result<(), SendFail> {
+    let extra = gaps::extra_of(marker);
+    gaps::started(view, extra);
+    let result = send(p);
+    gaps::finished(view, extra, result.is_ok());
+    result
+}
+
+/// [`try_send`] of a record or, inside its accounting, a gap marker.
+#[inline(always)]
+fn try_send_record<R: Record + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
     value: &R,
@@ -94,6 +133,27 @@ pub fn try_send<R: Record + ?Sized>(
 /// Sends `value`, waiting per `strategy` while there is no room, until `deadline`
 /// (`None`: for ever). `Err(Full)` means the deadline passed.
 pub fn send<R: Record + ?Sized>(
+    p: &mut Producer,
+    view: &RingView<'_>,
+    value: &R,
+    strategy: Wait,
+    deadline: Option<Instant>,
+    liveness: &impl Liveness,
+) -> Result<(), SendFail> {
+    if R::GAP {
+        return accounted(
+            view,
+            value,
+            |p| send_record(p, view, value, strategy, deadline, liveness),
+            p,
+        );
+    }
+    send_record(p, view, value, strategy, deadline, liveness)
+}
+
+/// [`send`] of a record or, inside its accounting, a gap marker.
+#[inline(always)]
+fn send_record<R: Record + ?Sized>(
     p: &mut Producer,
     view: &RingView<'_>,
     value: &R,

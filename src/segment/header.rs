@@ -24,8 +24,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"SHMCHAN\x01"` as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
-/// Layout version; bumped on any incompatible change of this file's structures.
-pub(crate) const VERSION: u32 = 5;
+/// Layout version; bumped on any incompatible change of this file's structures or
+/// of the protocol on them (6: the gap accounting on the membership line, a version 5
+/// producer would not keep it).
+pub(crate) const VERSION: u32 = 6;
 
 const STATE_INITIALISING: u32 = 1;
 pub(super) const STATE_READY: u32 = 2;

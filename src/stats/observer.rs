@@ -227,10 +227,13 @@ impl Observer {
         let view = map.view();
         let head = view.ctl.head.load(Ordering::Relaxed);
         let cursor = head.saturating_sub(back.min(view.geom.capacity));
+        // `E(cursor)`, so that the tail's lags count the producer's records.
+        let at = crate::ring::gaps::locate(&view, cursor, None, 0);
         Ok(Tail {
             record_size: view.geom.record_size,
             map,
-            cursor,
+            cursor: at.next,
+            extra: at.extra,
         })
     }
 }

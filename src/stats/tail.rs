@@ -31,6 +31,8 @@ pub enum TailRead {
 pub struct Tail {
     pub(super) map: ObservedMap,
     pub(super) cursor: u64,
+    /// The extra records the gap markers below `cursor` stand for (`ring/observe.rs`).
+    pub(super) extra: u64,
     pub(super) record_size: usize,
 }
 
@@ -85,7 +87,12 @@ impl Tail {
     pub fn try_next(&mut self, buf: &mut [u8]) -> TailRead {
         let seq = self.cursor;
         let len = buf.len().min(self.record_size);
-        match observe(&self.map.view(), &mut self.cursor, &mut buf[..len]) {
+        match observe(
+            &self.map.view(),
+            &mut self.cursor,
+            &mut self.extra,
+            &mut buf[..len],
+        ) {
             Read::Record(()) => TailRead::Record(seq),
             Read::Empty => TailRead::Empty,
             Read::Lagged(n) => TailRead::Lagged(n),

@@ -146,17 +146,26 @@ fn an_observer_reads_validated_records_without_touching_the_table() {
     let ring = HeapRing::new::<[u64; 2]>(4, 2, true);
     let view = ring.view();
     let mut tx = route(&view);
-    let mut cursor = 0u64;
+    let (mut cursor, mut extra) = (0u64, 0u64);
     let mut buf = [0u8; 16];
-    assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Empty);
+    assert_eq!(
+        observe(&view, &mut cursor, &mut extra, &mut buf),
+        Read::Empty
+    );
     for i in 0..3u64 {
         push(&mut tx, &view, [i, !i]);
     }
     for i in 0..3u64 {
-        assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Record(()));
+        assert_eq!(
+            observe(&view, &mut cursor, &mut extra, &mut buf),
+            Read::Record(())
+        );
         assert_eq!(bytemuck::cast::<[u8; 16], [u64; 2]>(buf), [i, !i]);
     }
-    assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Empty);
+    assert_eq!(
+        observe(&view, &mut cursor, &mut extra, &mut buf),
+        Read::Empty
+    );
     // The observer holds no entry: a lossless producer is not gated by it.
     for i in 3..20u64 {
         push(&mut tx, &view, [i, !i]);
@@ -166,8 +175,14 @@ fn an_observer_reads_validated_records_without_touching_the_table() {
         .iter()
         .all(|e| e.owner.load(Ordering::Relaxed) == 0));
     // Lapped: skips to the oldest record still present (20 - 4 = 16).
-    assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Lagged(13));
+    assert_eq!(
+        observe(&view, &mut cursor, &mut extra, &mut buf),
+        Read::Lagged(13)
+    );
     assert_eq!(cursor, 16);
-    assert_eq!(observe(&view, &mut cursor, &mut buf), Read::Record(()));
+    assert_eq!(
+        observe(&view, &mut cursor, &mut extra, &mut buf),
+        Read::Record(())
+    );
     assert_eq!(bytemuck::cast::<[u8; 16], [u64; 2]>(buf), [16, !16]);
 }
