@@ -13,7 +13,7 @@ use crate::options::{
 };
 use crate::raw::{RawReceiver, RawSender, RecordLayout};
 use crate::receiver::Receiver;
-use crate::segment::{Fingerprint, Segment};
+use crate::segment::{Explicit, Fingerprint, Request, Segment};
 use crate::sender::Sender;
 use crate::wait::Wait;
 
@@ -56,12 +56,16 @@ pub struct Channel<T>(PhantomData<fn() -> T>);
 macro_rules! family_api {
     ($ty:ident, $family:expr) => {
         impl<T: Pod> $ty<T> {
-            /// Opens (or creates) the segment `name` as a sender, with the default options.
+            /// Opens (or creates) the segment `name` as a sender, setting no option: an
+            /// existing segment's options are adopted, a new one gets the defaults (see
+            /// [`Builder`]).
             pub fn sender(name: &str) -> Result<Sender<T>, OpenError> {
                 Self::builder(name).sender()
             }
 
-            /// Opens (or creates) the segment `name` as a receiver, with the default options.
+            /// Opens (or creates) the segment `name` as a receiver, setting no option: an
+            /// existing segment's options are adopted, a new one gets the defaults (see
+            /// [`Builder`]).
             pub fn receiver(name: &str) -> Result<Receiver<T>, OpenError> {
                 Self::builder(name).receiver()
             }
@@ -93,10 +97,60 @@ family_api!(Channel, Family::Channel);
 
 /// Every option of a segment, then `.sender()` or `.receiver()`.
 ///
-/// Both sides open-or-create: whichever starts first creates the segment with its
-/// options, and the other must ask for the same capacity, mode, overflow policy,
-/// receiver table size and record type, or gets [`OpenError::Mismatch`] naming the
-/// field. The wait strategy is per handle and need not match.
+/// # Opening adopts, creating decides
+///
+/// Both sides open-or-create, and whichever starts first creates the segment. The
+/// segment options are [`capacity`](Builder::capacity), [`mode`](Builder::mode),
+/// [`overflow`](Builder::overflow), [`max_receivers`](Builder::max_receivers) and
+/// (`Channel`) [`max_producers`](Builder::max_producers):
+///
+/// - an option **set** on the builder is checked against an existing segment: a
+///   different value there is [`OpenError::Mismatch`] naming the field (and both
+///   values);
+/// - an option **left unset** takes the existing segment's value, or the default when
+///   this side creates the segment;
+/// - the family (`Route` or `Channel`) and the record type (its size, alignment and
+///   type name or [`schema`](Builder::schema)) are **always** checked.
+///
+/// So a subscriber opens a feed with no options and gets whatever its producer chose;
+/// the handle tells what it adopted ([`Receiver::capacity`](crate::Receiver::capacity),
+/// `mode`, `overflow`, `max_receivers`). The side whose options matter should set them
+/// and, if the other side may start first, both should: a receiver that creates the
+/// segment with the defaults makes a producer that asks for other values fail with
+/// `Mismatch`.
+///
+/// "Existing" means a segment some process has open. A segment whose every participant
+/// died is re-created by the next opener with that opener's options (the defaults for
+/// those it left unset), as if there were none. The options of an open handle are
+/// those of the segment it validated when it joined: a segment removed and re-created
+/// with other options between two opens is judged afresh by the second. The wait
+/// strategy, the permission bits and the open timeout belong to the handle or to the
+/// creation, not to the segment, and are never compared.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmchan::{Mode, OpenError, Overflow, Route};
+///
+/// # let name = format!("doc-adopt-{}", std::process::id());
+/// // The producer decides...
+/// let mut tx = Route::<u64>::builder(&name).capacity(1 << 16).sender()?;
+/// // ...a receiver that sets nothing adopts its options...
+/// let mut rx = Route::<u64>::receiver(&name)?;
+/// assert_eq!(rx.capacity(), 1 << 16);
+/// assert_eq!((rx.mode(), rx.overflow()), (Mode::Broadcast, Overflow::Overwrite));
+/// tx.send(7)?;
+/// assert_eq!(rx.recv()?, 7);
+/// // ...and one that sets an option gets it checked.
+/// let other = Route::<u64>::builder(&name).capacity(1 << 10).receiver();
+/// assert!(matches!(other, Err(OpenError::Mismatch { field: "capacity", .. })));
+/// // The record type is always checked.
+/// let wrong = Route::<u32>::receiver(&name);
+/// assert!(matches!(wrong, Err(OpenError::Mismatch { field: "type name", .. })));
+/// # drop((tx, rx)); Route::<u64>::remove(&name)?;
+/// # Ok(()) }
+/// ```
+///
+/// Every option at once:
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -116,12 +170,14 @@ family_api!(Channel, Family::Channel);
 pub struct Builder<T> {
     name: String,
     family: Family,
-    capacity: usize,
-    mode: Mode,
-    overflow: Overflow,
+    // The segment options: `None` adopts an existing segment's value (the default
+    // when creating); see "Opening adopts, creating decides" above.
+    capacity: Option<usize>,
+    mode: Option<Mode>,
+    overflow: Option<Overflow>,
     wait: Wait,
-    max_receivers: usize,
-    max_producers: usize,
+    max_receivers: Option<usize>,
+    max_producers: Option<usize>,
     path: Option<PathBuf>,
     schema: Option<String>,
     permissions: u32,
@@ -213,12 +269,12 @@ impl<T> Builder<T> {
         Builder {
             name: name.to_owned(),
             family,
-            capacity: DEFAULT_CAPACITY,
-            mode: Mode::default(),
-            overflow: Overflow::default(),
+            capacity: None,
+            mode: None,
+            overflow: None,
             wait: Wait::default(),
-            max_receivers: DEFAULT_MAX_RECEIVERS,
-            max_producers: DEFAULT_MAX_PRODUCERS,
+            max_receivers: None,
+            max_producers: None,
             path: None,
             schema: None,
             permissions: DEFAULT_PERMISSIONS,
@@ -228,42 +284,47 @@ impl<T> Builder<T> {
         }
     }
 
-    /// Number of slots in the ring: a power of two from 2 to 2^32. Default 4096.
+    /// Number of slots in the ring: a power of two from 2 to 2^32. Unset: the
+    /// segment's, or 4096 when creating.
     pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
+        self.capacity = Some(capacity);
         self
     }
 
-    /// Broadcast (default) or unicast. Unicast is always lossless: its producers wait
-    /// while the ring is full, whatever [`Builder::overflow`] says.
+    /// Broadcast or unicast. Unset: the segment's, or broadcast when creating. Unicast
+    /// is always lossless: its producers wait while the ring is full, whatever
+    /// [`Builder::overflow`] says (an overflow set explicitly is not compared with a
+    /// unicast segment's).
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.mode = Some(mode);
         self
     }
 
-    /// What a broadcast producer does when a receiver is a ring behind. Default
-    /// [`Overflow::Overwrite`].
+    /// What a broadcast producer does when a receiver is a ring behind. Unset: the
+    /// segment's, or [`Overflow::Overwrite`] when creating.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
-        self.overflow = overflow;
+        self.overflow = Some(overflow);
         self
     }
 
-    /// How this handle waits. Default [`Wait::Adaptive`].
+    /// How this handle waits. Default [`Wait::Adaptive`]. Per handle: not part of the
+    /// segment, never compared.
     pub fn wait(mut self, wait: Wait) -> Self {
         self.wait = wait;
         self
     }
 
-    /// Size of the receiver table: 1 to 65536. Default 64.
+    /// Size of the receiver table: 1 to 65536. Unset: the segment's, or 64 when
+    /// creating.
     pub fn max_receivers(mut self, max: usize) -> Self {
-        self.max_receivers = max;
+        self.max_receivers = Some(max);
         self
     }
 
-    /// Size of a `Channel`'s producer table: 1 to 4096. Default 64. (A `Route` has
-    /// one producer and ignores it.)
+    /// Size of a `Channel`'s producer table: 1 to 4096. Unset: the segment's, or 64
+    /// when creating. (A `Route` has one producer and ignores it.)
     pub fn max_producers(mut self, max: usize) -> Self {
-        self.max_producers = max;
+        self.max_producers = Some(max);
         self
     }
 
@@ -299,23 +360,31 @@ impl<T> Builder<T> {
         // Before any handle runs a light fence (barrier.rs).
         crate::barrier::init();
         let invalid = |option, reason: String| Err(OpenError::InvalidOption { option, reason });
-        if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
-            return invalid(
-                "capacity",
-                format!("{} is not a power of two from 2 to 2^32", self.capacity),
-            );
+        // Only what was set is validated: the defaults are valid, and an adopted value
+        // is validated with the rest of the header it comes from.
+        if let Some(capacity) = self.capacity {
+            if capacity < 2 || !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
+                return invalid(
+                    "capacity",
+                    format!("{capacity} is not a power of two from 2 to 2^32"),
+                );
+            }
         }
-        if self.max_receivers == 0 || self.max_receivers > MAX_RECEIVERS {
-            return invalid(
-                "max_receivers",
-                format!("{} is not from 1 to {MAX_RECEIVERS}", self.max_receivers),
-            );
+        if let Some(max) = self.max_receivers {
+            if max == 0 || max > MAX_RECEIVERS {
+                return invalid(
+                    "max_receivers",
+                    format!("{max} is not from 1 to {MAX_RECEIVERS}"),
+                );
+            }
         }
-        if self.max_producers == 0 || self.max_producers > MAX_PRODUCERS {
-            return invalid(
-                "max_producers",
-                format!("{} is not from 1 to {MAX_PRODUCERS}", self.max_producers),
-            );
+        if let Some(max) = self.max_producers {
+            if max == 0 || max > MAX_PRODUCERS {
+                return invalid(
+                    "max_producers",
+                    format!("{max} is not from 1 to {MAX_PRODUCERS}"),
+                );
+            }
         }
         if self.permissions & !0o777 != 0 {
             return invalid(
@@ -342,29 +411,41 @@ impl<T> Builder<T> {
                 ),
             );
         }
+        let mode = self.mode.unwrap_or_default();
         // Unicast is lossless whatever the builder says; record it so in the header.
-        let overflow = match self.mode {
+        let overflow = match mode {
             Mode::Unicast => Overflow::Block,
-            Mode::Broadcast => self.overflow,
+            Mode::Broadcast => self.overflow.unwrap_or_default(),
         };
-        let fp = Fingerprint {
-            family: self.family.code(),
-            mode: self.mode.code(),
-            overflow: overflow.code(),
-            capacity: self.capacity as u64,
-            record_size: self.layout.size() as u64,
-            record_align: self.layout.align() as u64,
-            type_name: type_name.clone(),
-            max_receivers: self.max_receivers as u32,
-            max_producers: match self.family {
-                Family::Route => 0,
-                Family::Channel => self.max_producers as u32,
+        let request = Request {
+            // What this side creates if no live segment exists.
+            create: Fingerprint {
+                family: self.family.code(),
+                mode: mode.code(),
+                overflow: overflow.code(),
+                capacity: self.capacity.unwrap_or(DEFAULT_CAPACITY) as u64,
+                record_size: self.layout.size() as u64,
+                record_align: self.layout.align() as u64,
+                type_name: type_name.clone(),
+                max_receivers: self.max_receivers.unwrap_or(DEFAULT_MAX_RECEIVERS) as u32,
+                max_producers: match self.family {
+                    Family::Route => 0,
+                    Family::Channel => self.max_producers.unwrap_or(DEFAULT_MAX_PRODUCERS) as u32,
+                },
+            },
+            explicit: Explicit {
+                mode: self.mode.is_some(),
+                overflow: self.overflow.is_some(),
+                capacity: self.capacity.is_some(),
+                max_receivers: self.max_receivers.is_some(),
+                // A `Route` ignores it (and its header says 0, validated).
+                max_producers: self.max_producers.is_some() && self.family == Family::Channel,
             },
         };
         let path = self
             .path
             .unwrap_or_else(|| options::default_path(&self.name));
-        let segment = Segment::open(&path, &fp, self.permissions, self.open_timeout)?;
+        let segment = Segment::open(&path, &request, self.permissions, self.open_timeout)?;
         Ok((segment, self.layout.with_schema(&type_name)))
     }
 }

@@ -50,7 +50,10 @@
 //!   ([`SendError::Forked`], [`RecvError::Forked`], ...), and dropping it there (or a
 //!   future of it) releases nothing of the parent's.
 //! * Everything read from the segment is untrusted: indices are masked, loops are
-//!   bounded, and the header is validated against this side's own expectations.
+//!   bounded, and the header is validated as untrusted input (every value bounded,
+//!   the layout recomputed and compared) before it is checked against this side's
+//!   record type and the options it set, and before an unset option adopts its value
+//!   (see [`Builder`]).
 //!
 //! See `docs/design.md` in the repository for the memory layout and the algorithms.
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::options::{Mode, Overflow};
 use crate::raw::receiver::without_deadline;
 use crate::raw::{RawReceiver, RecordLayout};
 use crate::segment::Segment;
@@ -307,6 +308,28 @@ impl<T: Pod> Receiver<T> {
     /// Total records this receiver skipped because it lagged.
     pub fn lagged_total(&self) -> u64 {
         self.raw.lagged_total()
+    }
+
+    /// Number of slots in the ring: the segment's, whether this receiver set it, adopted
+    /// it or created the segment with the default (see [`Builder`](crate::Builder)).
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// Broadcast or unicast: the segment's (see [`Builder`](crate::Builder)).
+    pub fn mode(&self) -> Mode {
+        self.raw.mode()
+    }
+
+    /// What a full ring does: the segment's (see [`Builder`](crate::Builder));
+    /// [`Overflow::Block`] for every unicast segment.
+    pub fn overflow(&self) -> Overflow {
+        self.raw.overflow()
+    }
+
+    /// Size of the segment's receiver table (see [`Builder`](crate::Builder)).
+    pub fn max_receivers(&self) -> usize {
+        self.raw.max_receivers()
     }
 
     /// The futex pair this receiver sleeps on while the ring is empty (async receive,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
-use crate::options::Family;
+use crate::options::{Family, Mode, Overflow};
 use crate::raw::sender::{send_error, send_timeout_error, try_send_error};
 use crate::raw::{RawSender, RecordLayout};
 use crate::segment::Segment;
@@ -247,6 +247,28 @@ impl<T: Pod> Sender<T> {
     /// `/proc` for each: not for the hot path.
     pub fn receiver_count(&self) -> usize {
         self.raw.receiver_count()
+    }
+
+    /// Number of slots in the ring: the segment's, whether this sender set it, adopted
+    /// it or created the segment with the default (see [`Builder`](crate::Builder)).
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// Broadcast or unicast: the segment's (see [`Builder`](crate::Builder)).
+    pub fn mode(&self) -> Mode {
+        self.raw.mode()
+    }
+
+    /// What a full ring does: the segment's (see [`Builder`](crate::Builder));
+    /// [`Overflow::Block`] for every unicast segment.
+    pub fn overflow(&self) -> Overflow {
+        self.raw.overflow()
+    }
+
+    /// Size of the segment's receiver table (see [`Builder`](crate::Builder)).
+    pub fn max_receivers(&self) -> usize {
+        self.raw.max_receivers()
     }
 
     /// Waits until at least `n` receivers are attached (start-up synchronisation),

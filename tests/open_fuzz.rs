@@ -33,27 +33,37 @@ fn builder(path: &Path) -> shmchan::Builder<Rec> {
         .open_timeout(Duration::from_millis(3))
 }
 
-/// Opens `bytes` as a segment, with and without a live participant, and uses whatever
-/// opens.
+/// A builder that sets no segment option: it adopts whatever a valid header states, so
+/// every value it maps by must come out of the header's validation.
+fn adopting(path: &Path) -> shmchan::Builder<Rec> {
+    Route::<Rec>::builder("fuzz")
+        .path(path)
+        .open_timeout(Duration::from_millis(3))
+}
+
+/// Opens `bytes` as a segment, with and without a live participant, with the options
+/// stated and with none (adopting the header's), and uses whatever opens.
 fn open_contents(bytes: &[u8], with_participant: bool) {
     let dir = std::env::temp_dir().join(unique_name("fuzz"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("seg");
     std::fs::write(&path, bytes).expect("write");
     let _p = with_participant.then(|| participate(&path));
-    if let Ok(mut rx) = builder(&path).receiver() {
-        // Whatever the header said, the ring is usable within its own bounds.
-        for _ in 0..16 {
-            match rx.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-                Err(_) => break,
+    for open in [builder, adopting] {
+        if let Ok(mut rx) = open(&path).receiver() {
+            // Whatever the header said, the ring is usable within its own bounds.
+            for _ in 0..16 {
+                match rx.try_recv() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
             }
         }
-    }
-    if let Ok(mut tx) = builder(&path).sender() {
-        for i in 0..16 {
-            if tx.try_send(Rec::new(i)).is_err() {
-                break;
+        if let Ok(mut tx) = open(&path).sender() {
+            for i in 0..16 {
+                if tx.try_send(Rec::new(i)).is_err() {
+                    break;
+                }
             }
         }
     }

@@ -133,7 +133,8 @@ impl Progress {
 
 /// Reads the mirror at `path` until the value `last` arrives (or `Disconnected`),
 /// checking that every record is the one expected after the records and gaps before
-/// it, and reporting its progress in `seen`.
+/// it, and reporting its progress in `seen`. Opens the mirror with no option and
+/// checks that it adopted `capacity` and `overflow`.
 fn far_reader(
     path: PathBuf,
     name: &str,
@@ -142,12 +143,17 @@ fn far_reader(
     capacity: usize,
     overflow: Overflow,
 ) -> thread::JoinHandle<FarLog> {
+    // No option restated: the mirror's, which the importer created from the source's
+    // meta, are adopted (opening adopts, creating decides).
     let mut rx = Route::<u64>::builder(name)
         .path(path)
-        .capacity(capacity)
-        .overflow(overflow)
         .receiver()
         .expect("far receiver");
+    assert_eq!(
+        (rx.capacity(), rx.overflow()),
+        (capacity, overflow),
+        "the mirror's options, adopted"
+    );
     thread::spawn(move || {
         let mut log = FarLog::default();
         let mut expected = None::<u64>;

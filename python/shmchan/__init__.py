@@ -203,16 +203,14 @@ def _open(kind: str, family: str, name: Optional[str], dtype: Any, schema: Optio
     if path is not None:
         options["path"] = os.fspath(path)
     if dtype is None:
-        # Learn the record layout (and unset options) from the segment itself.
+        # Learn the record layout from the segment itself. Unset options need no look:
+        # the open adopts the segment's (see the Rust `Builder`), and judges the
+        # segment it joins, so one re-created between this look and the open is
+        # refused if its record type differs, never misread.
         info = inspect(name, path=options.get("path"))
         dt = info.dtype
         schema = info.schema if schema is None else schema
         align = info.record_align if align is None else align
-        for key in ("capacity", "mode", "overflow", "max_receivers"):
-            if options.get(key) is None:
-                options[key] = getattr(info, key)
-        if family == info.family == "channel" and options.get("max_producers") is None:
-            options["max_producers"] = info.max_producers
     else:
         dt = record_dtype(dtype)
         schema = _schema_for(dtype, dt, schema)
@@ -239,8 +237,11 @@ class _Family:
         ``dtype``. Options as the Rust builder: capacity, mode ('broadcast' |
         'unicast'), overflow ('overwrite' | 'block'), wait ('spin' | 'adaptive' |
         'block'), max_receivers, max_producers (Channel), path, permissions,
-        open_timeout. With ``dtype=None`` the segment must exist, and its layout and
-        options are used (records come as opaque ``V<n>`` bytes)."""
+        open_timeout. Opening adopts, creating decides: a segment option left unset
+        takes an existing segment's value (the default when this side creates it), one
+        set is checked (``Mismatch`` naming it), and the record type is always checked.
+        With ``dtype=None`` the segment must exist, and its record layout is used
+        (records come as opaque ``V<n>`` bytes)."""
         return _open("receiver", cls._family, name, dtype, schema, align, dict(options))
 
     @classmethod

@@ -644,24 +644,6 @@ fn builder(
     Ok((b, name))
 }
 
-/// The capacity of the ring just opened with `o`, from its header (the open resolved
-/// an existing segment's capacity, or the default): only the bound of a batch
-/// receive's array, so if the header cannot be read again (the segment was removed
-/// meanwhile), the capacity asked for or the default serves.
-fn ring_capacity(o: &Options) -> usize {
-    let info = match (&o.name, &o.path) {
-        (_, Some(path)) => raw::inspect_path(path),
-        (Some(name), None) => raw::inspect(name),
-        (None, None) => return o.capacity.unwrap_or(shmchan::DEFAULT_CAPACITY),
-    };
-    // The header is untrusted: bounded by what a valid segment has.
-    info.ok()
-        .and_then(|i| usize::try_from(i.capacity).ok())
-        .or(o.capacity)
-        .unwrap_or(shmchan::DEFAULT_CAPACITY)
-        .min(shmchan::MAX_CAPACITY)
-}
-
 /// Opens a receiver. `options` is a dict of every key of `Options`; the dtype is
 /// validated by the Python package (native byte order, no objects) and checked for
 /// objects here again (a record of Python objects would be pointers sent as bytes).
@@ -677,6 +659,8 @@ fn open_receiver(
         .detach(move || b.receiver())
         .map_err(|e| open_error(py, e))?;
     let schema = rx.layout().schema().to_owned();
+    // The segment's, whether set, adopted or the default (validated on open).
+    let capacity = rx.capacity();
     Ok(Receiver {
         handle: Handle::new(
             RecvInner {
@@ -686,7 +670,7 @@ fn open_receiver(
             "receiver",
         ),
         size: dtype.itemsize(),
-        capacity: ring_capacity(&options),
+        capacity,
         dtype: dtype.unbind(),
         name,
         schema,
@@ -1218,6 +1202,13 @@ impl Receiver {
     #[getter]
     fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The ring's capacity: the segment's, whether set, adopted from an existing
+    /// segment or the default. Never waits for a call in progress.
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Whether `close()` was called. Never waits for a call in progress.

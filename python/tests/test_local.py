@@ -229,6 +229,29 @@ def test_a_channel_opened_without_a_dtype_takes_its_table_sizes_from_the_header(
     tx.close()
 
 
+def test_opening_with_no_options_adopts_the_segment_s_and_checks_those_set(name):
+    # Opening adopts, creating decides: the producer chose 65,536 slots.
+    tx = shmchan.Route.sender(name, np.uint64, capacity=1 << 16, overflow="block",
+                              max_receivers=4)
+    rx = shmchan.Route.receiver(name, np.uint64)  # no option: the segment's
+    assert rx.capacity == 1 << 16
+    raw = shmchan.Route.receiver(name)  # neither a dtype nor an option
+    assert (raw.dtype, raw.capacity) == (np.dtype("V8"), 1 << 16)
+    tx.send(np.uint64(11))
+    assert int(rx.recv(timeout=5)) == 11
+    assert np.frombuffer(raw.recv(timeout=5).tobytes(), np.uint64)[0] == 11
+    with pytest.raises(shmchan.Mismatch) as e:
+        shmchan.Route.receiver(name, np.uint64, capacity=4096)
+    assert (e.value.field, e.value.expected, e.value.found) == ("capacity", "4096", "65536")
+    with pytest.raises(shmchan.Mismatch, match="max_receivers"):
+        shmchan.Route.receiver(name, max_receivers=64)
+    with pytest.raises(shmchan.Mismatch, match="type name"):
+        shmchan.Route.receiver(name, np.uint32)  # the record type is always checked
+    raw.close()
+    rx.close()
+    tx.close()
+
+
 def test_missing_segments_options_and_closed_handles(name):
     with pytest.raises(FileNotFoundError):
         shmchan.inspect(name)

@@ -23,10 +23,12 @@
 //! let mut tx = Route::<[u32; 3]>::builder(&name).overflow(Overflow::Block).sender()?;
 //! tx.send_many(&[[1, 2, 3], [4, 5, 6]])?;
 //!
-//! // ...and a reader that learns the layout from the segment itself.
+//! // ...and a reader that learns the layout from the segment itself (the options it
+//! // leaves unset adopt the segment's, see `Builder`).
 //! let info = raw::inspect(&name)?;
 //! assert_eq!((info.record_size, info.type_name.as_str()), (12, "[u32; 3]"));
-//! let mut rx = raw::route(&name, info.layout()).overflow(info.overflow).receiver()?;
+//! let mut rx = raw::route(&name, info.layout()).receiver()?;
+//! assert_eq!(rx.overflow(), Overflow::Block);
 //! tx.send([7, 8, 9])?;
 //! let mut buf = vec![0u8; 2 * info.record_size];
 //! let n = rx.recv_many_into(&mut buf)?; // records published after it joined

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::RawError;
 use super::layout::RecordLayout;
 use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::options::{Mode, Overflow};
 use crate::process::{Opener, ProcLiveness};
 use crate::ring::reader::Reader;
 use crate::ring::record::{Packed, Record, RecordsMut};
@@ -120,6 +121,28 @@ impl RawReceiver {
     /// The layout of this segment's records.
     pub fn layout(&self) -> &RecordLayout {
         &self.layout
+    }
+
+    /// Number of slots in the ring: the segment's, whether this receiver set it, adopted
+    /// it or created the segment with the default (see [`Builder`](crate::Builder)).
+    pub fn capacity(&self) -> usize {
+        self.segment.capacity()
+    }
+
+    /// Broadcast or unicast: the segment's (see [`Builder`](crate::Builder)).
+    pub fn mode(&self) -> Mode {
+        self.segment.mode()
+    }
+
+    /// What a full ring does: the segment's (see [`Builder`](crate::Builder));
+    /// [`Overflow::Block`] for every unicast segment.
+    pub fn overflow(&self) -> Overflow {
+        self.segment.overflow()
+    }
+
+    /// Size of the segment's receiver table (see [`Builder`](crate::Builder)).
+    pub fn max_receivers(&self) -> usize {
+        self.segment.max_receivers()
     }
 
     /// Receives the next record into `buf` (exactly one record's bytes), waiting for it

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::error::RawError;
 use super::layout::RecordLayout;
 use crate::error::{OpenError, ReceiversTimeout, SendError, SendTimeoutError, TrySendError};
-use crate::options::Family;
+use crate::options::{Family, Mode, Overflow};
 use crate::process::{self, Opener, ProcLiveness};
 use crate::ring::producer::Producer;
 use crate::ring::record::{GapMarker, Packed, Record, Records};
@@ -129,6 +129,28 @@ impl RawSender {
     /// The layout of this segment's records.
     pub fn layout(&self) -> &RecordLayout {
         &self.layout
+    }
+
+    /// Number of slots in the ring: the segment's, whether this sender set it, adopted
+    /// it or created the segment with the default (see [`Builder`](crate::Builder)).
+    pub fn capacity(&self) -> usize {
+        self.segment.capacity()
+    }
+
+    /// Broadcast or unicast: the segment's (see [`Builder`](crate::Builder)).
+    pub fn mode(&self) -> Mode {
+        self.segment.mode()
+    }
+
+    /// What a full ring does: the segment's (see [`Builder`](crate::Builder));
+    /// [`Overflow::Block`] for every unicast segment.
+    pub fn overflow(&self) -> Overflow {
+        self.segment.overflow()
+    }
+
+    /// Size of the segment's receiver table (see [`Builder`](crate::Builder)).
+    pub fn max_receivers(&self) -> usize {
+        self.segment.max_receivers()
     }
 
     /// Sends one record (`bytes`: exactly one record's bytes), waiting while a lossless

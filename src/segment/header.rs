@@ -11,8 +11,10 @@
 //!                              cache line rounded to 16, 32 or 64 bytes)
 //! ```
 //!
-//! The header is written once, by the initialiser (see `open.rs`), and validated by
-//! `Header::check` against what an opener expects.
+//! The header is written once, by the initialiser (see `open.rs`). `Header::validate`
+//! reads it back as untrusted input (every value bounded, the layout recomputed from
+//! the fingerprint and compared with the stored offsets), for participants and
+//! observers alike; `Request::check` then compares it with what an opener asked for.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -208,130 +210,204 @@ impl Header {
         String::from_utf8(bytes).ok()
     }
 
-    /// Compares the header with what this side expects.
-    pub(super) fn check(
-        &self,
-        path: &Path,
-        fp: &Fingerprint,
-        layout: &Layout,
-    ) -> Result<(), Check> {
+    /// Reads and validates the whole header: the fingerprint it states, every value
+    /// bounded as a valid segment has it, and the layout recomputed from that
+    /// fingerprint with [`Layout::new`] and compared with the stored offsets and
+    /// length. The layout is never taken from shared memory. Both a participant (whose
+    /// unset options adopt what this returns) and an observer rely on it.
+    pub(super) fn validate(&self, path: &Path) -> Result<(Fingerprint, Layout), Check> {
         let corrupt = |reason: String| {
             Check::Fail(OpenError::Corrupt {
                 path: path.to_owned(),
                 reason,
             })
         };
-        if self.magic.load(Ordering::Relaxed) != MAGIC {
+        // `Relaxed` loads: the fields read after `state` are ordered after the
+        // initialiser's writes by the `Acquire` load of `state` below (paired with its
+        // `Release` store of READY) and, across the file lock, by the kernel; `magic`
+        // is written before the file grows and only compared.
+        let r = Ordering::Relaxed;
+        if self.magic.load(r) != MAGIC {
             return Err(corrupt("bad magic number".into()));
         }
         // `Acquire`: pairs with the initialiser's `Release` store of READY.
         if self.state.load(Ordering::Acquire) != STATE_READY {
             return Err(Check::NotReady);
         }
-        let version = self.version.load(Ordering::Relaxed);
+        let version = self.version.load(r);
+        if version != VERSION {
+            return Err(Check::Fail(OpenError::Mismatch {
+                path: path.to_owned(),
+                field: "format version",
+                expected: VERSION.to_string(),
+                found: version.to_string(),
+            }));
+        }
+        let code = |field: &str, value: u32| {
+            if matches!(value, 1 | 2) {
+                Ok(value)
+            } else {
+                Err(corrupt(format!("unknown {field} code {value}")))
+            }
+        };
+        let family = code("family", self.family.load(r))?;
+        let mode = code("mode", self.mode.load(r))?;
+        let overflow = code("overflow", self.overflow.load(r))?;
+        let max_receivers = self.max_receivers.load(r);
+        if max_receivers == 0 || max_receivers as usize > crate::options::MAX_RECEIVERS {
+            return Err(corrupt(format!(
+                "max_receivers {max_receivers} is out of range"
+            )));
+        }
+        // A `Route` has no producer table; a `Channel` one of 1 to MAX_PRODUCERS.
+        let max_producers = self.max_producers.load(r);
+        let producers_ok = match family {
+            1 => max_producers == 0,
+            _ => (1..=crate::options::MAX_PRODUCERS as u64).contains(&max_producers),
+        };
+        if !producers_ok {
+            return Err(corrupt(format!(
+                "max_producers {max_producers} is out of range for a {}",
+                family_name(family)
+            )));
+        }
+        let capacity = self.capacity.load(r);
+        if capacity < 2
+            || !capacity.is_power_of_two()
+            || capacity > crate::options::MAX_CAPACITY as u64
+        {
+            return Err(corrupt(format!("capacity {capacity} is out of range")));
+        }
+        let type_name = self
+            .type_name()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| corrupt("unreadable type name".into()))?;
+        let fp = Fingerprint {
+            family,
+            mode,
+            overflow,
+            capacity,
+            record_size: self.record_size.load(r),
+            record_align: self.record_align.load(r),
+            type_name,
+            max_receivers,
+            max_producers: max_producers as u32,
+        };
+        let layout = Layout::new(&fp).ok_or_else(|| {
+            corrupt(format!(
+                "record size {} / alignment {} / capacity {capacity} give no valid layout",
+                fp.record_size, fp.record_align
+            ))
+        })?;
+        let offsets = [
+            (self.control_offset.load(r), CONTROL_OFFSET as u64),
+            (self.receivers_offset.load(r), RECEIVERS_OFFSET as u64),
+            (self.slots_offset.load(r), layout.slots_offset as u64),
+            (
+                self.producers_offset.load(r),
+                layout.producers_offset as u64,
+            ),
+            (self.total_len.load(r), layout.total_len as u64),
+        ];
+        if offsets.iter().any(|(found, expected)| found != expected) {
+            return Err(corrupt("offsets do not match the fingerprint".into()));
+        }
+        Ok((fp, layout))
+    }
+}
+
+/// What an opener asks of a segment: the fingerprint it creates with (its explicit
+/// options, the defaults for the rest) and which options it set explicitly.
+///
+/// Opening adopts, creating decides: against an existing segment the family and the
+/// record type (name, size, alignment) are always checked, an explicit option is
+/// checked, and an unset one takes the segment's value (see `Builder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    /// The segment this side creates (or reclaims) if there is none alive.
+    pub create: Fingerprint,
+    pub explicit: Explicit,
+}
+
+/// Which options an opener set explicitly (checked against an existing segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Explicit {
+    pub mode: bool,
+    pub overflow: bool,
+    pub capacity: bool,
+    pub max_receivers: bool,
+    pub max_producers: bool,
+}
+
+impl Request {
+    /// Checks a validated fingerprint `found` (from [`Header::validate`]) against this
+    /// request; the first difference is an [`OpenError::Mismatch`] naming the field.
+    pub(crate) fn check(&self, path: &Path, found: &Fingerprint) -> Result<(), OpenError> {
+        let want = &self.create;
         let mismatch = |field: &'static str, expected: String, found: String| {
-            Check::Fail(OpenError::Mismatch {
+            Err(OpenError::Mismatch {
                 path: path.to_owned(),
                 field,
                 expected,
                 found,
             })
         };
-        if version != VERSION {
-            return Err(mismatch(
-                "format version",
-                VERSION.to_string(),
-                version.to_string(),
-            ));
-        }
-        let family = self.family.load(Ordering::Relaxed);
-        if family != fp.family {
-            return Err(mismatch(
+        if found.family != want.family {
+            return mismatch(
                 "family",
-                family_name(fp.family),
-                family_name(family),
-            ));
+                family_name(want.family),
+                family_name(found.family),
+            );
         }
-        let name = self
-            .type_name()
-            .ok_or_else(|| corrupt("unreadable type name".into()))?;
-        if name != fp.type_name {
-            return Err(mismatch("type name", fp.type_name.clone(), name));
+        if found.type_name != want.type_name {
+            return mismatch("type name", want.type_name.clone(), found.type_name.clone());
         }
-        let fields: [(&'static str, u64, u64); 3] = [
-            (
-                "record size",
-                fp.record_size,
-                self.record_size.load(Ordering::Relaxed),
-            ),
+        let fields: [(&'static str, bool, u64, u64); 3] = [
+            ("record size", true, want.record_size, found.record_size),
             (
                 "record alignment",
-                fp.record_align,
-                self.record_align.load(Ordering::Relaxed),
+                true,
+                want.record_align,
+                found.record_align,
             ),
             (
                 "capacity",
-                fp.capacity,
-                self.capacity.load(Ordering::Relaxed),
+                self.explicit.capacity,
+                want.capacity,
+                found.capacity,
             ),
         ];
-        for (field, expected, found) in fields {
-            if expected != found {
-                return Err(mismatch(field, expected.to_string(), found.to_string()));
+        for (field, checked, expected, found) in fields {
+            if checked && expected != found {
+                return mismatch(field, expected.to_string(), found.to_string());
             }
         }
-        let mode = self.mode.load(Ordering::Relaxed);
-        if mode != fp.mode {
-            return Err(mismatch("mode", mode_name(fp.mode), mode_name(mode)));
+        if self.explicit.mode && found.mode != want.mode {
+            return mismatch("mode", mode_name(want.mode), mode_name(found.mode));
         }
-        let overflow = self.overflow.load(Ordering::Relaxed);
-        if overflow != fp.overflow {
-            return Err(mismatch(
+        // Unicast is lossless whatever the overflow option says (see `Builder::mode`),
+        // so an explicit overflow is checked only against a broadcast segment.
+        let broadcast = found.mode == crate::options::Mode::Broadcast.code();
+        if self.explicit.overflow && broadcast && found.overflow != want.overflow {
+            return mismatch(
                 "overflow",
-                overflow_name(fp.overflow),
-                overflow_name(overflow),
-            ));
+                overflow_name(want.overflow),
+                overflow_name(found.overflow),
+            );
         }
-        let max = self.max_receivers.load(Ordering::Relaxed);
-        if max != fp.max_receivers {
-            return Err(mismatch(
+        if self.explicit.max_receivers && found.max_receivers != want.max_receivers {
+            return mismatch(
                 "max_receivers",
-                fp.max_receivers.to_string(),
-                max.to_string(),
-            ));
+                want.max_receivers.to_string(),
+                found.max_receivers.to_string(),
+            );
         }
-        let max = self.max_producers.load(Ordering::Relaxed);
-        if max != u64::from(fp.max_producers) {
-            return Err(mismatch(
+        if self.explicit.max_producers && found.max_producers != want.max_producers {
+            return mismatch(
                 "max_producers",
-                fp.max_producers.to_string(),
-                max.to_string(),
-            ));
-        }
-        let offsets = [
-            (
-                self.control_offset.load(Ordering::Relaxed),
-                CONTROL_OFFSET as u64,
-            ),
-            (
-                self.receivers_offset.load(Ordering::Relaxed),
-                RECEIVERS_OFFSET as u64,
-            ),
-            (
-                self.slots_offset.load(Ordering::Relaxed),
-                layout.slots_offset as u64,
-            ),
-            (
-                self.producers_offset.load(Ordering::Relaxed),
-                layout.producers_offset as u64,
-            ),
-            (
-                self.total_len.load(Ordering::Relaxed),
-                layout.total_len as u64,
-            ),
-        ];
-        if offsets.iter().any(|(found, expected)| found != expected) {
-            return Err(corrupt("offsets do not match the fingerprint".into()));
+                want.max_producers.to_string(),
+                found.max_producers.to_string(),
+            );
         }
         Ok(())
     }

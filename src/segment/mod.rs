@@ -14,8 +14,12 @@
 //! # Trust
 //!
 //! The header is shared with every process that can open the file. It is validated on
-//! open against what *this* side expects (its own record type and options), and the
-//! geometry used afterwards is this side's own, never re-read from shared memory. A
+//! open as untrusted input (`Header::validate`: every value bounded, the layout
+//! recomputed from the stated fingerprint and compared with the stored offsets and the
+//! file length), under the shared lock that keeps any initialiser out, then checked
+//! against what *this* side expects (its record type always, its options where it set
+//! them; an unset option adopts the validated value). The geometry used afterwards is
+//! that validated copy in local memory, never re-read from shared memory. A
 //! peer with write access can still corrupt records or cursors: the ring code masks
 //! every index and bounds every loop, so the worst outcome is garbage records, errors,
 //! or a wait that ends at the caller's timeout. A peer that truncates the file can make
@@ -28,7 +32,7 @@ mod observe;
 mod open;
 mod pid_ns;
 
-pub(crate) use header::Fingerprint;
+pub(crate) use header::{Explicit, Fingerprint, Request};
 pub(crate) use observe::{probe_stale, remove_unused, Observed, ObservedMap, Removal};
 pub(crate) use open::{remove, Segment};
 pub(crate) use pid_ns::check_pid_namespace;

@@ -310,52 +310,9 @@ fn read_header(file: &File, path: &Path) -> Result<HeaderInfo, OpenError> {
             "not initialised: its creator is still initialising it, or died doing so".into(),
         ));
     }
-    let code = |field: &str, value: u32| {
-        if matches!(value, 1 | 2) {
-            Ok(value)
-        } else {
-            Err(corrupt(format!("unknown {field} code {value}")))
-        }
-    };
-    let max_receivers = header.max_receivers.load(r);
-    if max_receivers == 0 || max_receivers as usize > crate::options::MAX_RECEIVERS {
-        return Err(corrupt(format!(
-            "max_receivers {max_receivers} is out of range"
-        )));
-    }
-    let max_producers = header.max_producers.load(r);
-    if max_producers > crate::options::MAX_PRODUCERS as u64 {
-        return Err(corrupt(format!(
-            "max_producers {max_producers} is out of range"
-        )));
-    }
-    let capacity = header.capacity.load(r);
-    if capacity < 2 || !capacity.is_power_of_two() || capacity > crate::options::MAX_CAPACITY as u64
-    {
-        return Err(corrupt(format!("capacity {capacity} is out of range")));
-    }
-    let fp = Fingerprint {
-        family: code("family", header.family.load(r))?,
-        mode: code("mode", header.mode.load(r))?,
-        overflow: code("overflow", header.overflow.load(r))?,
-        capacity,
-        record_size: header.record_size.load(r),
-        record_align: header.record_align.load(r),
-        type_name: header
-            .type_name()
-            .ok_or_else(|| corrupt("unreadable type name".into()))?,
-        max_receivers,
-        max_producers: max_producers as u32,
-    };
-    let layout = Layout::new(&fp).ok_or_else(|| {
-        corrupt(format!(
-            "record size {} / alignment {} / capacity {capacity} give no valid layout",
-            fp.record_size, fp.record_align
-        ))
-    })?;
-    // The fingerprint comes from the header itself, so this checks what is left: the
-    // format version and the stored offsets against the recomputed layout.
-    header.check(path, &fp, &layout).map_err(|c| match c {
+    // Every value bounded, the layout recomputed from the fingerprint and compared
+    // with the stored offsets: the same validation a participant's open runs.
+    let (fp, layout) = header.validate(path).map_err(|c| match c {
         Check::Fail(e) => e,
         Check::NotReady => corrupt("not initialised".into()),
     })?;

@@ -10,6 +10,21 @@
 //! every participant died (it is reclaimed with the opener's options). An opener that
 //! cannot take the exclusive lock takes the shared one, which waits (with a timeout)
 //! while an initialiser holds the exclusive lock, and then validates the header.
+//!
+//! # Adopting an existing segment's options
+//!
+//! An opener creates (or reclaims) with its [`Request`]'s fingerprint: its explicit
+//! options and the defaults for the rest. Whoever created the segment, the opener then
+//! judges it only under the shared lock, which no initialiser can hold at the same
+//! time: it validates the whole header as untrusted input (`Header::validate`: every
+//! value bounded, the layout recomputed from the stated fingerprint and compared with
+//! the stored offsets), compares it with the request (`Request::check`: family and
+//! record type always, options only where set explicitly), checks the file length
+//! against the recomputed layout, and maps exactly that layout. So the geometry a
+//! handle uses is the one validated under the lock it holds for its whole life: a
+//! segment created by someone else between our open and our create, or unlinked and
+//! re-created with other options between two opens, is judged by what it is when we
+//! join it, never by what an earlier look at it said.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -21,10 +36,13 @@ use std::time::{Duration, Instant};
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::file::{io_err, is_ours_or_empty, retry_pause, same_file, try_flock};
-use super::header::{Check, Fingerprint, Header, Layout, CONTROL_OFFSET, MAGIC, RECEIVERS_OFFSET};
+use super::header::{
+    Check, Fingerprint, Header, Layout, Request, CONTROL_OFFSET, MAGIC, RECEIVERS_OFFSET,
+};
 use super::pid_ns::check_pid_namespace;
 use crate::error::OpenError;
 use crate::layout::{Control, ProducerEntry, ReceiverEntry};
+use crate::options::{Mode, Overflow};
 use crate::ring::RingView;
 use crate::sync::AtomicU64;
 
@@ -41,6 +59,9 @@ pub(crate) struct Segment {
     _file: File,
     path: PathBuf,
     layout: Layout,
+    /// The fingerprint validated when the segment was opened (its options, adopted or
+    /// checked). Local memory: never re-read from the header.
+    fp: Fingerprint,
 }
 
 impl std::fmt::Debug for Segment {
@@ -48,19 +69,21 @@ impl std::fmt::Debug for Segment {
         f.debug_struct("Segment")
             .field("path", &self.path)
             .field("layout", &self.layout)
+            .field("fingerprint", &self.fp)
             .finish()
     }
 }
 
 impl Segment {
     /// Opens the segment at `path`, creating and initialising it if needed.
+    /// `request` says what to create with and which options to check.
     pub(crate) fn open(
         path: &Path,
-        fp: &Fingerprint,
+        request: &Request,
         permissions: u32,
         timeout: Duration,
     ) -> Result<Segment, OpenError> {
-        let layout = Layout::new(fp).ok_or_else(|| OpenError::InvalidOption {
+        let create = Layout::new(&request.create).ok_or_else(|| OpenError::InvalidOption {
             option: "capacity",
             reason: "the segment would be larger than the address space".into(),
         })?;
@@ -73,7 +96,7 @@ impl Segment {
                 if !same_file(&file, path) {
                     continue; // unlinked and recreated under us: start again
                 }
-                initialise(&file, path, fp, &layout)?;
+                initialise(&file, path, &request.create, &create)?;
                 // Downgrade. Not atomic: another opener may slip in and (re)initialise;
                 // the validation below then judges what it wrote.
                 if !try_flock(&file, libc::LOCK_SH).map_err(|e| io_err(path, "flock", e))? {
@@ -88,7 +111,7 @@ impl Segment {
             if !same_file(&file, path) {
                 continue;
             }
-            match map_and_validate(file, path, fp, &layout) {
+            match map_and_validate(file, path, request) {
                 Ok(segment) => return Ok(segment),
                 Err(Check::Fail(e)) => return Err(e),
                 Err(Check::NotReady) => retry_pause(path, start, timeout)?,
@@ -99,6 +122,36 @@ impl Segment {
     /// The segment file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Number of slots, as validated on open.
+    pub(crate) fn capacity(&self) -> usize {
+        // At most 2^32 (validated), and the slot array of that many slots fits in
+        // the address space (`Layout::new`), so the cast is lossless.
+        self.layout.geom.capacity as usize
+    }
+
+    /// The mode, as validated on open.
+    pub(crate) fn mode(&self) -> Mode {
+        if self.fp.mode == Mode::Unicast.code() {
+            Mode::Unicast
+        } else {
+            Mode::Broadcast
+        }
+    }
+
+    /// The overflow policy as it acts: `Block` for every unicast segment.
+    pub(crate) fn overflow(&self) -> Overflow {
+        if self.mode() == Mode::Unicast || self.fp.overflow == Overflow::Block.code() {
+            Overflow::Block
+        } else {
+            Overflow::Overwrite
+        }
+    }
+
+    /// Size of the receiver table, as validated on open.
+    pub(crate) fn max_receivers(&self) -> usize {
+        self.layout.max_receivers
     }
 
     /// The ring inside the segment.
@@ -119,8 +172,9 @@ fn ring_of(map: &MmapRaw, layout: &Layout, lossless: bool, unicast: bool) -> Rin
     // `Segment` that owns it drops; the references made here are handed out only for
     // borrows of that `Segment` (`Segment::view`), so they never outlive the mapping,
     // although their type says `'static`. The control block, the receiver and producer
-    // tables and the slot array lie inside it (the layout computed them from this
-    // side's own options) at offsets aligned for their types (asserted at compile time
+    // tables and the slot array lie inside it (the layout was recomputed from the
+    // validated header's fingerprint, never read from shared memory, and matched its
+    // stored offsets and the file length under the shared lock) at offsets aligned for their types (asserted at compile time
     // / computed by `Layout`). They consist only of atomics, valid for any bit pattern,
     // and every process (including this one) accesses that memory only through atomic
     // operations (or, for the bulk copy, assembly that amounts to them: ring/bulk.rs;
@@ -240,13 +294,11 @@ fn initialise(
     Ok(())
 }
 
-/// Maps the whole segment and validates its header. Called with the shared lock held.
-fn map_and_validate(
-    file: File,
-    path: &Path,
-    fp: &Fingerprint,
-    layout: &Layout,
-) -> Result<Segment, Check> {
+/// Validates the header, checks it against `request`, and maps the whole segment with
+/// the layout recomputed from the validated header. Called with the shared lock held,
+/// so no initialiser can rewrite the header or resize the file meanwhile (see the
+/// module doc).
+fn map_and_validate(file: File, path: &Path, request: &Request) -> Result<Segment, Check> {
     let fail = |op, e| Check::Fail(io_err(path, op, e));
     let len = file.metadata().map_err(|e| fail("fstat", e))?.len();
     if len < Header::SIZE as u64 {
@@ -259,7 +311,8 @@ fn map_and_validate(
         .map_err(|e| fail("mmap", e))?;
     // SAFETY: see `initialise`; the mapping is `Header::SIZE` bytes.
     let header = unsafe { &*(header_map.as_ptr() as *const Header) };
-    header.check(path, fp, layout)?;
+    let (fp, layout) = header.validate(path)?;
+    request.check(path, &fp).map_err(Check::Fail)?;
     // Liveness is judged by pid, which means nothing across pid namespaces.
     check_pid_namespace(path, header.pid_namespace()).map_err(Check::Fail)?;
     if len < layout.total_len as u64 {
@@ -277,14 +330,15 @@ fn map_and_validate(
         .populate()
         .map_raw(&file)
         .map_err(|e| fail("mmap", e))?;
-    let unicast = fp.mode == crate::options::Mode::Unicast.code();
-    let lossless = unicast || fp.overflow == crate::options::Overflow::Block.code();
+    let unicast = fp.mode == Mode::Unicast.code();
+    let lossless = unicast || fp.overflow == Overflow::Block.code();
     Ok(Segment {
-        ring: ring_of(&map, layout, lossless, unicast),
+        ring: ring_of(&map, &layout, lossless, unicast),
         _map: map,
         _file: file,
         path: path.to_owned(),
-        layout: *layout,
+        layout,
+        fp,
     })
 }
 
