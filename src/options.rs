@@ -40,7 +40,10 @@ pub enum Overflow {
     /// while their peers can: a receiver in such a process that joins while records
     /// flow has no formal guarantee that its very first records are not overwritten
     /// before it reads them; it would see [`RecvError::Lagged`](crate::RecvError::Lagged),
-    /// never a silent gap. See `docs/design.md`, "Asymmetric fences".
+    /// never a silent gap. (The hot path's fences are asymmetric: a producer whose
+    /// process registered for `membarrier` issues only a compiler fence, and a joining
+    /// receiver's `membarrier` orders it; a joiner that may not make that call cannot
+    /// order the producer's side. No test has produced such a lag.)
     Block,
 }
 

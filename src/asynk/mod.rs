@@ -71,6 +71,7 @@ pub(crate) use waiter::Waiter;
 /// let fast = shmchan::uses_futex_waitv();
 /// # let _ = fast;
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 #[cfg(not(loom))]
 pub fn uses_futex_waitv() -> bool {
     waker_thread::uses_futex_waitv()

@@ -62,6 +62,7 @@ impl<T: Pod> Receiver<T> {
     /// # drop(rx); Route::<u64>::remove(&name)?;
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn recv_async(&mut self) -> RecvFuture<'_, T> {
         RecvFuture {
             receiver: self,
@@ -91,6 +92,7 @@ impl<T: Pod> Receiver<T> {
     /// # drop((tx, rx)); Route::<u32>::remove(&name)?;
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn recv_many_async<'a>(&'a mut self, out: &'a mut [T]) -> RecvManyFuture<'a, T> {
         RecvManyFuture {
             receiver: self,
@@ -126,6 +128,7 @@ impl<T: Pod> Receiver<T> {
     /// # drop(stream); Route::<u8>::remove(&name)?;
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
     #[cfg(feature = "stream")]
     pub fn into_stream(self) -> RecvStream<T> {
         RecvStream {
@@ -142,6 +145,7 @@ fn data_parker<T: Pod>(rx: &Receiver<T>) -> crate::wait::Parker<'_> {
 }
 
 /// The future of [`Receiver::recv_async`].
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RecvFuture<'a, T: Pod> {
@@ -199,6 +203,7 @@ impl<T: Pod> Drop for RecvFuture<'_, T> {
 }
 
 /// The future of [`Receiver::recv_many_async`].
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RecvManyFuture<'a, T: Pod> {
@@ -241,6 +246,7 @@ impl<T: Pod> Drop for RecvManyFuture<'_, T> {
 /// have disconnected and everything they sent was received, and after yielding
 /// `Err(`[`RecvError::Evicted`]`)` or `Err(`[`RecvError::Forked`]`)`. Cancel safe as
 /// [`Receiver::recv_async`]: a record is taken only by the poll that yields it.
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 #[cfg(feature = "stream")]
 #[derive(Debug)]
 pub struct RecvStream<T: Pod> {

@@ -49,6 +49,7 @@ impl<T: Pod> Sender<T> {
     /// # drop(tx); Route::<u64>::remove(&name)?;
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn send_async(&mut self, value: T) -> SendFuture<'_, T> {
         SendFuture {
             sender: self,
@@ -65,6 +66,7 @@ fn parker<T: Pod>(on_data: bool) -> impl for<'a> Fn(&'a Sender<T>) -> crate::wai
 }
 
 /// The future of [`Sender::send_async`].
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct SendFuture<'a, T: Pod> {

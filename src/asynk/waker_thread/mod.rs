@@ -81,9 +81,9 @@ use super::futex;
 use crate::sync::Ordering;
 use fire::current_cpu;
 pub(crate) use registry::Slot;
+use registry::{leave_thread, lock, registry, thread_for, Entry, Mode, FORKS};
 #[cfg(feature = "test-hooks")]
-use registry::REGISTRY;
-use registry::{leave_thread, lock, registry, thread_for, Entry, Mode, Registry, FORKS};
+use registry::{Registry, REGISTRY};
 
 /// Whether this process's async waiters use the `futex_waitv` threads (`false`: the
 /// fallback).
