@@ -313,8 +313,10 @@ fn a_process_whose_main_thread_exited_is_alive() {
     for v in 0..COUNT {
         assert_eq!(rx.recv_timeout(SHORT), Ok(v), "echo of record {v}");
     }
-    let tx = sender.join().expect("sender thread");
-    assert_eq!(tx.receiver_count(), 1);
+    drop(sender.join().expect("sender thread"));
+    // Not `receiver_count()` again here: once it has echoed the last record the
+    // process exits, and its entry may already be gone. Its own report says it was
+    // never evicted: an evicted receiver ends with `HEADLESS-ERROR`.
     assert_eq!(
         peer.expect_line("HEADLESS-", SHORT),
         format!("HEADLESS-DONE {COUNT} true")
