@@ -307,7 +307,9 @@ pub use asynk::RecvStream;
 #[cfg(all(feature = "async", not(loom)))]
 pub use asynk::{uses_futex_waitv, RecvFuture, RecvManyFuture, SendFuture};
 
-/// Test-only counters (the `test-hooks` feature; not part of the API).
+/// Test-only counters of the crate's own tests: the `test-hooks` feature, which is NOT
+/// part of the API (not covered by semver, hidden from the documentation; see the
+/// feature's comment in Cargo.toml).
 #[cfg(all(feature = "test-hooks", not(loom)))]
 #[doc(hidden)]
 pub mod test_hooks {

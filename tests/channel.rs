@@ -1,6 +1,7 @@
 //! `Channel<T>` (many producers) in both modes, and `Route<T>` in unicast mode, across
-//! real processes. Children wait with `Wait::Block` (or pace themselves), so no more
-//! processes spin than this 2-core machine has cores; every wait has a timeout.
+//! real processes. Children wait with `Wait::Block` (or pace themselves), so no test
+//! has more than two threads spinning at a time (the suite must pass on a 2-core
+//! machine); every wait has a timeout.
 
 mod common;
 

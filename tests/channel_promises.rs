@@ -5,8 +5,13 @@
 //! Every scenario that could wedge inside the library runs in a child process (this
 //! test binary, re-executed in a role) that the test kills when it has not finished in
 //! time, so a hang fails the test instead of stalling the run. Waiting sides use
-//! `Wait::Block`: the tests make nothing spin on this 2-core machine (a hang inside
-//! the library may spin one thread until its child process is killed).
+//! `Wait::Block`: the tests make nothing spin, so they do not starve each other on a
+//! machine with as few as 2 cores (a hang inside the library may spin one thread until
+//! its child process is killed).
+
+// The tests' own stop flag between threads, not ring code: std atomics are fine here
+// (clippy.toml bans them in the crate's code for the loom shim's sake).
+#![allow(clippy::disallowed_types)]
 
 mod common;
 

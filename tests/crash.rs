@@ -763,7 +763,8 @@ fn a_full_receiver_table_is_an_error_not_a_wait() {
 fn a_segment_larger_than_its_file_system_fails_at_creation() {
     let name = unique_name("huge");
     let _cleanup = Cleanup(name.clone());
-    // 2^24 slots of 4 KiB: 64 GiB, more than this machine's /dev/shm can hold.
+    // 2^24 slots of 4 KiB: 64 GiB, more than /dev/shm holds unless the host has 128 GiB
+    // of memory or more (tmpfs defaults to half of it); on such a host this test fails.
     let r = Route::<[u8; 4096]>::builder(&name)
         .capacity(1 << 24)
         .receiver();

@@ -1,8 +1,9 @@
 //! `Route<T>` in `Mode::Broadcast`, across real processes.
 //!
 //! Each multi-process test re-executes this test binary as children (the ignored test
-//! `child` is their entry point). Children wait with `Wait::Block`, so no more
-//! processes spin than this 2-core machine has cores, and every wait has a timeout.
+//! `child` is their entry point). Children wait with `Wait::Block`, so no test has
+//! more than two threads spinning at a time (the suite must pass on a 2-core machine),
+//! and every wait has a timeout.
 
 mod common;
 

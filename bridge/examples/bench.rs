@@ -10,6 +10,9 @@
 //!
 //! `cargo run --release -p shmchan-bridge --example bench -- [ROUNDS] [RECORDS]`
 
+// The bridge holds no unsafe code (the workspace lints cannot forbid it per member).
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;

@@ -68,6 +68,9 @@
 //! # drop((exporter, importer)); Ok(()) }
 //! ```
 
+// The bridge holds no unsafe code (the workspace lints cannot forbid it per member).
+#![forbid(unsafe_code)]
+
 mod error;
 mod export;
 pub mod frame;

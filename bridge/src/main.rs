@@ -1,6 +1,9 @@
 //! `shmchan-bridge`: export a local segment over zenoh, or import one into a local
 //! mirror. See the crate docs for what travels and what a far reader sees.
 
+// The bridge holds no unsafe code (the workspace lints cannot forbid it per member).
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

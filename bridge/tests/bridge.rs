@@ -4,6 +4,9 @@
 //! runs in a thread and the test fails if it does not end in time (the exporters and
 //! importers it started are stopped when their handles drop).
 
+// The bridge holds no unsafe code (the workspace lints cannot forbid it per member).
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1056,12 +1056,12 @@ impl Receiver {
         // Received straight into the array returned, which is then cut to the records
         // received: no scratch, no zero-filling.
         let (array, data) = empty_array(py, descr, count)?;
-        // SAFETY: `data` points at the new array's `count * size` bytes (`bytes`),
-        // which no one else sees until this returns; `array` keeps them alive. numpy
-        // memory is plain bytes, so writing it without the GIL is sound.
         let buf: &mut [u8] = if bytes == 0 {
             &mut []
         } else {
+            // SAFETY: `data` points at the new array's `count * size` bytes (`bytes`),
+            // which no one else sees until this returns; `array` keeps them alive. numpy
+            // memory is plain bytes, so writing it without the GIL is sound.
             unsafe { std::slice::from_raw_parts_mut(data, bytes) }
         };
         let n = self.with(|inner, closing| {

@@ -209,9 +209,15 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = send_try_recv, loan_vs_send, producer_vs_receivers, try_recv_vs_recv_async
+/// The group `criterion_group!` declares, in a private module so that the public function
+/// the macro generates (without documentation) is not exported.
+mod group {
+    use super::*;
+
+    criterion_group! {
+        name = benches;
+        config = config();
+        targets = send_try_recv, loan_vs_send, producer_vs_receivers, try_recv_vs_recv_async
+    }
 }
-criterion_main!(benches);
+criterion_main!(group::benches);

@@ -8,9 +8,9 @@
 //! shmchan gc [--dry-run]          remove every segment no process has open
 //! ```
 //!
-//! Built with the `cli` feature: `cargo install shmchan --features cli`, or
-//! `cargo run --release --features cli --bin shmchan -- ls`. Everything it shows comes
-//! from the library's [`shmchan::stats`] API.
+//! The `shmchan-cli` crate of the workspace: `cargo install --path shmchan-cli`, or
+//! `cargo run --release -p shmchan-cli -- ls`. Everything it shows comes from the
+//! library's [`shmchan::stats`] API.
 
 mod cli;
 mod exit;

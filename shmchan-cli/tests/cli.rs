@@ -2,10 +2,10 @@
 //! create: in-process handles for live participants, and re-executed children of this
 //! test binary (entry `child`) for participants that are killed.
 //!
-//! `cargo test` builds the tool without `--features cli` because the crate dev-depends
-//! on itself with that feature (see Cargo.toml). Every test works in a directory of
-//! its own under /dev/shm (`--dir`), so it sees only its own segments; one also checks
-//! the default directory.
+//! `cargo test` at the workspace root builds the tool (this crate is a default member)
+//! and runs these tests against it. Every test works in a directory of its own under
+//! /dev/shm (`--dir`), so it sees only its own segments; one also checks the default
+//! directory.
 
 mod common;
 
