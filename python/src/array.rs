@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{errors::*, fork::*, handle::*, open::*, receiver::*, sender::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// numpy
-
 /// A new array of `count` records of `descr`, uninitialised (nothing is written to
 /// its memory, so a large array costs no more than the pages later written): the
 /// array and its data. For a subarray record dtype numpy makes the subarray trailing

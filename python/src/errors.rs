@@ -44,9 +44,6 @@ create_exception!(
     "A Route already has a live sender (`.pid`); a Route allows one."
 );
 
-// ---------------------------------------------------------------------------------
-// Errors
-
 pub(crate) fn open_error(py: Python<'_>, e: OpenError) -> PyErr {
     let text = e.to_string();
     match e {

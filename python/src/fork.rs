@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{array::*, errors::*, handle::*, open::*, receiver::*, sender::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// Fork detection
-
 /// Bumped in the child of every `fork()` (a `pthread_atfork` handler), so a handle can
 /// tell with one load that it is used in a child of the process that opened it.
 pub(crate) static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);

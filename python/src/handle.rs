@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{array::*, errors::*, fork::*, open::*, receiver::*, sender::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// Handles
-
 /// A token per thread, to tell whether `close()` runs on the thread that is inside a
 /// call on the handle (a signal handler that the call's wait ran): never 0.
 pub(crate) fn thread_token() -> u64 {

@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{array::*, errors::*, fork::*, handle::*, receiver::*, sender::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// Opening
-
 /// The options every open takes, mirroring the Rust builder.
 #[derive(Debug, FromPyObject)]
 pub(crate) struct Options {

@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{array::*, errors::*, fork::*, handle::*, open::*, sender::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// Receiver
-
 pub(crate) struct RecvInner {
     pub(crate) rx: RawReceiver,
     /// Where a single record lands before it is copied into a new numpy object (a

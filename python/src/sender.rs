@@ -5,9 +5,6 @@ use crate::prelude::*;
 #[allow(unused_imports)]
 use crate::{array::*, errors::*, fork::*, handle::*, open::*, receiver::*, wait::*};
 
-// ---------------------------------------------------------------------------------
-// Sender
-
 /// The sending half of a segment. Made by `shmchan.Route.sender(...)` /
 /// `shmchan.Channel.sender(...)`.
 #[pyclass(module = "shmchan", frozen)]

@@ -10,9 +10,6 @@ use crate::{array::*, errors::*, fork::*, handle::*, open::*, receiver::*, sende
 /// liveness check that detects a dead sender, so slices must not be shorter).
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
-// ---------------------------------------------------------------------------------
-// Time
-
 /// A deadline from a Python timeout in seconds (`None`: wait for ever). A timeout too
 /// long for a `Duration` or for the clock (`1e19`, `inf`) waits for ever too.
 pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
